@@ -1,0 +1,110 @@
+// The engine: asyncio's event loop for jobs. Its state (registry, admission, jobs) is owned by
+// one strand; every public call hops onto it, so callers on any thread may use it concurrently.
+// Jobs run as coroutines on that strand; compute work runs on a separate worker pool.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <random>
+#include <unordered_set>
+#include <vector>
+
+#include "libcore/admission.hpp"
+#include "libcore/asio.hpp"
+#include "libcore/engine_error.hpp"
+#include "libcore/engine_observer.hpp"
+#include "libcore/job_registry.hpp"
+#include "libcore/worker_pool.hpp"
+
+namespace gatherd::core {
+
+struct engine_config {
+  std::size_t max_running = 64;
+  std::size_t max_queued = 10000;
+  std::size_t max_retained = 100000;
+  millis default_retention{600000};
+  std::size_t compute_threads = 2;
+  millis sweep_interval{1000};
+};
+
+struct submission {
+  job_snapshot job;
+  bool created = true;  // false: an idempotent resubmission returned the existing job
+};
+
+class engine {
+ public:
+  engine(executor io, engine_config config, engine_observer* observer = nullptr);
+  ~engine();
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  // Starts the retention sweeper.
+  void start();
+
+  awaitable<submission> submit(job_spec spec);
+  // All or nothing: either every spec is admitted (or replayed by idempotency key) or none.
+  awaitable<std::vector<submission>> submit_batch(std::vector<job_spec> specs);
+  // Waits up to `wait` for the job to finish, then returns it as it is.
+  awaitable<job_snapshot> get(job_id id, millis wait = millis{0});
+  awaitable<job_page> list(job_query query);
+  // `reason` becomes the cancelled job's error message.
+  awaitable<job_snapshot> cancel(job_id id, std::string reason = {});
+  // Cancels the job if it is unfinished and forgets it.
+  awaitable<void> remove(job_id id);
+  // Refuses new jobs, lets unfinished ones run for `grace`, then cancels them and awaits their
+  // cleanup. Returns when no job coroutine is left.
+  awaitable<void> shutdown(millis grace);
+
+  // Read without a hop, for gauges.
+  std::size_t queued() const { return queued_.load(std::memory_order_relaxed); }
+  std::size_t running() const { return running_.load(std::memory_order_relaxed); }
+  std::size_t retained() const { return retained_.load(std::memory_order_relaxed); }
+
+ private:
+  using record_ptr = job_registry::record_ptr;
+
+  awaitable<submission> do_submit(job_spec spec);
+  awaitable<std::vector<submission>> do_submit_batch(std::vector<job_spec> specs);
+  awaitable<job_snapshot> do_get(job_id id, millis wait);
+  awaitable<job_page> do_list(job_query query);
+  awaitable<job_snapshot> do_cancel(job_id id, std::string reason);
+  awaitable<void> do_remove(job_id id);
+  awaitable<void> do_shutdown(millis grace);
+  awaitable<void> sweep();
+
+  // An existing job for an idempotent resubmission of `spec`, or null; throws on a conflict.
+  record_ptr replay(const job_spec& spec) const;
+  void check_room(std::size_t n);
+  record_ptr create(job_spec spec);
+  awaitable<void> run_job(record_ptr job);
+  awaitable<job_outcome> run_admitted(record_ptr job);
+  awaitable<job_outcome> run_attempts(record_ptr job);
+  awaitable<json> run_attempt(record_ptr job, int attempt);
+  awaitable<json> run_kind(const job_params& params, int attempt);
+  void mark_running(job_record& job);
+  void request_cancel(job_record& job, std::string reason);
+  void finish(job_record& job, job_outcome outcome);
+  void job_exited(record_ptr job);
+  void update_gauges();
+  record_ptr find_or_throw(const job_id& id) const;
+
+  net::strand<executor> strand_;
+  engine_config config_;
+  engine_observer* observer_;
+  engine_observer null_observer_;
+  admission admission_;
+  job_registry registry_;
+  worker_pool pool_;
+  std::unordered_set<job_record*> unfinished_;  // jobs whose coroutine has not ended
+  notifier idle_;                               // woken as job coroutines end
+  net::steady_timer sweep_timer_;
+  std::mt19937_64 rng_;
+  std::uint64_t next_seq_ = 1;
+  std::size_t n_queued_ = 0;
+  std::size_t n_running_ = 0;
+  bool accepting_ = true;
+  std::atomic<std::size_t> queued_{0}, running_{0}, retained_{0};
+};
+
+}  // namespace gatherd::core

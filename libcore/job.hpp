@@ -1,0 +1,111 @@
+// The job model: what a client asks for (job_spec), where a job is in its life (job_state),
+// and how it ended (job_outcome). A job_snapshot is the immutable copy handed to encoders.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "libcore/clock.hpp"
+#include "libcore/job_id.hpp"
+#include "libcore/retry_policy.hpp"
+
+namespace gatherd::core {
+
+using json = nlohmann::json;
+
+enum class job_state : std::uint8_t { queued, running, succeeded, failed, cancelled, timed_out };
+inline constexpr job_state all_job_states[] = {job_state::queued,    job_state::running,
+                                               job_state::succeeded, job_state::failed,
+                                               job_state::cancelled, job_state::timed_out};
+
+constexpr bool is_terminal(job_state s) { return s >= job_state::succeeded; }
+std::string_view to_string(job_state s);
+std::optional<job_state> parse_job_state(std::string_view s);
+
+enum class job_kind : std::uint8_t { sleep, compute };
+inline constexpr job_kind all_job_kinds[] = {job_kind::sleep, job_kind::compute};
+
+std::string_view to_string(job_kind k);
+std::optional<job_kind> parse_job_kind(std::string_view s);
+
+// Simulated I/O: sleeps, then succeeds or fails as asked; on cancellation awaits its cleanup.
+struct sleep_params {
+  millis duration{0};
+  std::optional<json> result;
+  std::optional<std::string> fail;
+  int fail_attempts = 0;
+  millis cleanup{0};
+};
+
+// CPU-bound work, run in chunks on the worker pool.
+struct compute_params {
+  enum class operation : std::uint8_t { primes, sha256 };
+  operation op = operation::primes;
+  std::uint64_t n = 0;        // primes: count primes <= n
+  std::string data;           // sha256: input of round 1
+  std::uint64_t rounds = 1;   // sha256: rounds of hashing
+};
+
+using job_params = std::variant<sleep_params, compute_params>;  // index == job_kind
+
+using job_labels = std::vector<std::pair<std::string, std::string>>;
+
+struct job_spec {
+  job_params params;
+  std::optional<millis> timeout;          // whole job, from admission, across attempts
+  std::optional<millis> attempt_timeout;  // one attempt
+  retry_policy retry;
+  std::string idempotency_key;            // empty: none
+  std::string fingerprint;                // identifies the spec for idempotent resubmission
+  job_labels labels;
+  std::optional<millis> retention;
+
+  job_kind kind() const { return static_cast<job_kind>(params.index()); }
+};
+
+struct job_error {
+  std::string type;  // failed, timeout, cancelled, ...
+  std::string message;
+  friend bool operator==(const job_error&, const job_error&) = default;
+};
+
+// Thrown by a job kind when an attempt fails (retried if attempts remain).
+class job_failure : public std::runtime_error {
+ public:
+  job_failure(std::string type, const std::string& message)
+      : std::runtime_error(message), type_(std::move(type)) {}
+  const std::string& type() const { return type_; }
+
+ private:
+  std::string type_;
+};
+
+struct job_outcome {
+  job_state state = job_state::succeeded;
+  json result;
+  std::optional<job_error> error;
+};
+
+struct job_snapshot {
+  job_id id;
+  std::uint64_t seq = 0;
+  job_kind kind = job_kind::sleep;
+  job_state state = job_state::queued;
+  bool cancel_requested = false;
+  int attempts = 0;
+  job_labels labels;
+  wall_clock::time_point created_at;
+  std::optional<wall_clock::time_point> started_at;
+  std::optional<wall_clock::time_point> finished_at;
+  json result;
+  std::optional<job_error> error;
+};
+
+}  // namespace gatherd::core

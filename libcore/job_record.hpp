@@ -1,0 +1,47 @@
+// A job as the engine keeps it. Everything a finished job needs is kept compactly here; what
+// only an unfinished job needs (its spec, cancellation signal, run slot) lives in `run` and
+// is dropped when the job's coroutine ends, so retained jobs stay small.
+#pragma once
+
+#include <boost/asio/cancellation_signal.hpp>
+#include <memory>
+
+#include "libcore/admission.hpp"
+#include "libcore/job.hpp"
+#include "libcore/notifier.hpp"
+
+namespace gatherd::core {
+
+struct job_run {
+  job_spec spec;
+  std::unique_ptr<admission::ticket> ticket;
+  net::cancellation_signal cancel;
+  bool cancel_emitted = false;
+  std::string cancel_reason;  // the first reason given wins
+  steady_clock::time_point admitted_at;
+};
+
+struct job_record {
+  job_id id;
+  std::uint64_t seq = 0;  // creation order; the listing cursor
+  job_kind kind = job_kind::sleep;
+  job_state state = job_state::queued;
+  bool cancel_requested = false;
+  std::uint16_t attempts = 0;
+  wall_clock::time_point created_at;
+  wall_clock::time_point started_at;   // epoch while not started
+  wall_clock::time_point finished_at;  // epoch while not finished
+  job_labels labels;
+  json result;
+  std::unique_ptr<job_error> error;
+  std::string idempotency_key;
+  std::string fingerprint;
+  millis retention{0};
+  notifier finished;  // long-polls waiting for a terminal state
+  std::unique_ptr<job_run> run;
+
+  bool started() const { return started_at != wall_clock::time_point{}; }
+  job_snapshot snapshot() const;
+};
+
+}  // namespace gatherd::core

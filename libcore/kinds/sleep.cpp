@@ -1,0 +1,30 @@
+#include "libcore/kinds/sleep.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/system/system_error.hpp>
+
+namespace gatherd::core {
+
+awaitable<json> run_sleep(const sleep_params& params, attempt_context ctx) {
+  net::steady_timer timer(co_await net::this_coro::executor, params.duration);
+  auto [ec] = co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+  if (ec) {
+    // Cancelled: model a `finally:` block that awaits, then report the cancellation.
+    if (params.cleanup.count() > 0) {
+      co_await net::this_coro::reset_cancellation_state();
+      timer.expires_after(params.cleanup);
+      co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+    }
+    throw boost::system::system_error(net::error::operation_aborted);
+  }
+  if (ctx.attempt <= params.fail_attempts) {
+    throw job_failure("failed", "attempt " + std::to_string(ctx.attempt) + " failed (fail_attempts " +
+                                    std::to_string(params.fail_attempts) + ")");
+  }
+  if (params.fail) throw job_failure("failed", *params.fail);
+  if (params.result) co_return *params.result;
+  co_return json{{"slept_ms", params.duration.count()}};
+}
+
+}  // namespace gatherd::core
