@@ -88,11 +88,32 @@ run_wrk() {
         cat "$out" >&2
     fi
     if ! gatherd_alive; then
-        echo "gatherd died during '$name'; last log lines:" >&2
+        rc=0
+        wait "$GATHERD_PID" 2>/dev/null || rc=$?
+        GATHERD_PID=""
+        if ((rc > 128)); then
+            GATHERD_DEATH="killed by SIG$(kill -l $((rc - 128)))"
+        else
+            GATHERD_DEATH="exit status $rc"
+        fi
+        echo "gatherd died during '$name' ($GATHERD_DEATH); last log lines:" >&2
         tail -n 20 "$GATHERD_LOG" >&2 || true
-        exit 2
+        return 1
     fi
     sleep 1 # let sockets and CPU settle between runs
+}
+
+# measure SCENARIO ROUND URL [wrk args...]: one measured run, recorded in the manifest.
+measure() {
+    local scenario=$1 round=$2 url=$3 out
+    shift 3
+    out="$WORKDIR/$scenario-$round.txt"
+    if run_wrk "$scenario (round $round)" "$url" "$out" "$WRK_DURATION" "$@"; then
+        printf '%s\t%d\t%s\n' "$scenario" "$round" "$out" >>"$MANIFEST"
+    else
+        printf '%s\t%d\t%s\t%s\n' "$scenario" "$round" "$out" "gatherd crashed ($GATHERD_DEATH)" >>"$MANIFEST"
+        return 1
+    fi
 }
 
 NGINX_URL="http://127.0.0.1:$NGINX_PORT/"
@@ -100,30 +121,33 @@ HEALTHZ_URL="http://127.0.0.1:$GATHERD_PORT/healthz"
 POST_URL="http://127.0.0.1:$GATHERD_PORT/v1/jobs"
 POST_SCRIPT="$BENCH_DIR/post_job.lua"
 
-if [[ $WRK_WARMUP != 0 ]]; then
-    run_wrk warmup-nginx "$NGINX_URL" "$WORKDIR/warmup-nginx.txt" "$WRK_WARMUP"
-    run_wrk warmup-healthz "$HEALTHZ_URL" "$WORKDIR/warmup-healthz.txt" "$WRK_WARMUP"
-    run_wrk warmup-post_jobs "$POST_URL" "$WORKDIR/warmup-post.txt" "$WRK_WARMUP" -s "$POST_SCRIPT"
-fi
-
 MANIFEST="$WORKDIR/manifest.tsv"
 : >"$MANIFEST"
-for ((round = 1; round <= BENCH_ROUNDS; round++)); do
-    out="$WORKDIR/nginx-$round.txt"
-    run_wrk "nginx (round $round)" "$NGINX_URL" "$out" "$WRK_DURATION"
-    printf 'nginx\t%d\t%s\n' "$round" "$out" >>"$MANIFEST"
+GATHERD_DEATH=""
+crashed=0
+if [[ $WRK_WARMUP != 0 ]]; then
+    run_wrk warmup-nginx "$NGINX_URL" "$WORKDIR/warmup-nginx.txt" "$WRK_WARMUP" &&
+        run_wrk warmup-healthz "$HEALTHZ_URL" "$WORKDIR/warmup-healthz.txt" "$WRK_WARMUP" &&
+        run_wrk warmup-post_jobs "$POST_URL" "$WORKDIR/warmup-post_jobs.txt" "$WRK_WARMUP" -s "$POST_SCRIPT" ||
+        crashed=1
+    if ((crashed)); then
+        printf 'warmup\t0\t-\tgatherd crashed during the warmup (%s)\n' "$GATHERD_DEATH" >>"$MANIFEST"
+    fi
+fi
 
-    out="$WORKDIR/healthz-$round.txt"
-    run_wrk "healthz (round $round)" "$HEALTHZ_URL" "$out" "$WRK_DURATION"
-    printf 'healthz\t%d\t%s\n' "$round" "$out" >>"$MANIFEST"
-
-    out="$WORKDIR/post_jobs-$round.txt"
-    run_wrk "post_jobs (round $round)" "$POST_URL" "$out" "$WRK_DURATION" -s "$POST_SCRIPT"
-    printf 'post_jobs\t%d\t%s\n' "$round" "$out" >>"$MANIFEST"
+for ((round = 1; round <= BENCH_ROUNDS && !crashed; round++)); do
+    measure nginx "$round" "$NGINX_URL" &&
+        measure healthz "$round" "$HEALTHZ_URL" &&
+        measure post_jobs "$round" "$POST_URL" -s "$POST_SCRIPT" ||
+        crashed=1
 done
 
-rss_kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$GATHERD_PID/status")
-hwm_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$GATHERD_PID/status")
+rss_note="gatherd crashed ($GATHERD_DEATH); log tail on stderr."
+if gatherd_alive; then
+    rss_kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$GATHERD_PID/status")
+    hwm_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$GATHERD_PID/status")
+    rss_note="gatherd after the run: VmRSS $((rss_kib / 1024)) MiB, VmHWM $((hwm_kib / 1024)) MiB."
+fi
 
 echo "## Raw HTTP: gatherd vs nginx"
 echo
@@ -135,10 +159,10 @@ echo
 report_rc=0
 python3 "$BENCH_DIR/lib/wrk_report.py" "$MANIFEST" || report_rc=$?
 echo
-echo "gatherd after the run: VmRSS $((rss_kib / 1024)) MiB, VmHWM $((hwm_kib / 1024)) MiB."
+echo "$rss_note"
 if [[ $report_rc -ne 0 ]]; then
     if [[ $report_rc -eq 2 ]]; then
-        for f in "$WORKDIR"/*-[0-9]*.txt; do
+        for f in "$WORKDIR"/*.txt; do
             echo "--- $(basename "$f")" >&2
             cat "$f" >&2
         done

@@ -143,6 +143,15 @@ def count_listed(client, limit_s=120.0):
             return None, f"listing took over {limit_s:.0f}s (stopped at {count:,})"
 
 
+def describe_exit(rc):
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"status {rc}"
+
+
 def tail_log(path, n=20):
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -268,6 +277,8 @@ def main():
             return 1
         return 0
     except Invalid as e:
+        if proc is not None and proc.poll() is not None:
+            e = Invalid(f"{e} (gatherd exited: {describe_exit(proc.returncode)})")
         log(f"invalid run: {e}")
         tail_log(log_path)
         print("## Retained job memory\n\n**Invalid run**: " + str(e))
@@ -284,7 +295,7 @@ def main():
             try:
                 rc = proc.wait(15)
                 if rc != 0:
-                    log(f"note: gatherd exited with status {rc}")
+                    log(f"note: gatherd exited on SIGTERM with {describe_exit(rc)}")
             except subprocess.TimeoutExpired:
                 log("gatherd ignored SIGTERM for 15 s; killing it")
                 proc.kill()

@@ -217,7 +217,9 @@ awaitable<job_outcome> engine::run_attempts(record_ptr job) {
     job->attempts = static_cast<std::uint16_t>(attempt);
     job_error error;
     try {
-      co_return job_outcome{job_state::succeeded, co_await run_attempt(job, attempt), {}};
+      // (co_await kept out of braced initialisers: g++ 12 miscompiles those)
+      json result = co_await run_attempt(job, attempt);
+      co_return job_outcome{job_state::succeeded, std::move(result), {}};
     } catch (const job_failure& f) {
       error = {f.type(), f.what()};
     }

@@ -22,6 +22,8 @@ SCENARIOS = [
     ("post_jobs", "gatherd POST /v1/jobs (sleep 0 ms)", 0.3),
 ]
 
+KNOWN = {key for key, _, _ in SCENARIOS}
+
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
@@ -70,20 +72,25 @@ def fmt_ms(v):
 
 def main(manifest):
     runs = {}  # scenario -> round -> parsed
+    crashes = []  # (scenario, round, note): the server died during that run
     with open(manifest) as f:
         for line in f:
             if not line.strip():
                 continue
-            scenario, rnd, path = line.rstrip("\n").split("\t")
-            with open(path, encoding="utf-8", errors="replace") as wf:
-                runs.setdefault(scenario, {})[int(rnd)] = parse_wrk(wf.read())
+            scenario, rnd, path, *note = line.rstrip("\n").split("\t")
+            if note:
+                crashes.append((scenario, int(rnd), note[0]))
+            if scenario in KNOWN and os.path.exists(path):
+                with open(path, encoding="utf-8", errors="replace") as wf:
+                    runs.setdefault(scenario, {})[int(rnd)] = parse_wrk(wf.read())
 
     invalid, missed, notes = [], [], []
     rows = []
     nginx = runs.get("nginx", {})
     for key, label, target in SCENARIOS:
         by_round = runs.get(key, {})
-        problems = [] if by_round else ["no wrk run"]
+        problems = [] if by_round else ["not run"]
+        problems += [f"round {rnd}: {note}" for sc, rnd, note in crashes if sc == key]
         for rnd, r in sorted(by_round.items()):
             if r["rps"] is None or r["p50"] is None or r["p99"] is None:
                 problems.append(f"round {rnd}: unparsable wrk output")
@@ -137,9 +144,13 @@ def main(manifest):
         print(f"Medians over {nrounds} interleaved rounds; ratios are per-round ratios, median.")
     for n in notes:
         print(f"\nNote: {n}")
+    for sc, rnd, note in crashes:
+        if sc not in KNOWN:
+            print(f"\n**{note}**")
+            invalid.append(sc)
     if invalid:
-        print(f"\n**Invalid run**: {', '.join(invalid)} answered with errors; the numbers above "
-              "do not measure the intended work.")
+        print(f"\n**Invalid run** ({', '.join(invalid)}): errors, crashes or missing runs; the numbers "
+              "above do not measure the intended work.")
         return 2
     if missed and os.environ.get("BENCH_STRICT") == "1":
         return 1

@@ -107,7 +107,8 @@ class PrometheusScrape(GatherdTestCase):
             if up == 1 and submitted is not None and submitted >= 4:
                 break
             time.sleep(0.5)
-        log = open(os.path.join(tmp.name, "prometheus.log"), "rb").read().decode(errors="replace")
+        with open(os.path.join(tmp.name, "prometheus.log"), "rb") as f:
+            log = f.read().decode(errors="replace")
         self.assertEqual(up, 1, f"up{{job=\"gatherd\"}} = {up}\n{log[-3000:]}")
         self.assertIsNotNone(submitted, "gatherd_jobs_submitted_total never scraped")
         self.assertGreaterEqual(submitted, 4)

@@ -120,7 +120,7 @@ class Gatherd:
     def running(self):
         return self.proc.poll() is None
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         self.proc.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=10.0):
@@ -198,9 +198,9 @@ class Gatherd:
                     f"no log line with {fields} within {timeout}s\n{self.diagnostics()}")
             time.sleep(0.02)
 
-    def diagnostics(self, tail=40):
-        out = self.raw_output().splitlines()[-tail:]
-        err = self.stderr_output().splitlines()[-tail:]
+    def diagnostics(self, tail=15):
+        out = [l[:300] for l in self.raw_output().splitlines()[-tail:]]
+        err = [l[:300] for l in self.stderr_output().splitlines()[-tail:]]
         return ("--- gatherd stdout (tail) ---\n" + "\n".join(out) +
                 "\n--- gatherd stderr (tail) ---\n" + "\n".join(err))
 

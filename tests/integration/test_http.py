@@ -115,6 +115,8 @@ class Validation(GatherdTestCase):
             ({**GOOD, "labels": {f"k{i}": "v" for i in range(33)}}, "labels"),
             ({**GOOD, "labels": {"k": "v" * 257}}, "labels"),
             ({**GOOD, "labels": {"k" * 257: "v"}}, "labels"),
+            ({**GOOD, "idempotency_key": ""}, "idempotency_key"),
+            ({**GOOD, "idempotency_key": "k" * 257}, "idempotency_key"),
         ]
         for body, field in cases:
             with self.subTest(body=str(body)[:120]):
@@ -155,6 +157,7 @@ class Validation(GatherdTestCase):
         job = self.srv.submit({"kind": "sleep", "params": {"duration_ms": 5000}})
         self.check_400({"reasn": "x"}, "reasn", path=f"/v1/jobs/{job['id']}/cancel")
         self.check_400({"reason": 5}, "reason", path=f"/v1/jobs/{job['id']}/cancel")
+        self.check_400({"reason": "r" * 1025}, "reason", path=f"/v1/jobs/{job['id']}/cancel")
         self.assertEqual(self.srv.get_job(job["id"])["cancel_requested"], False)
         self.assertEqual(self.srv.json("GET", "/v1/jobs")[2]["jobs"][0]["id"], job["id"])
         self.assertEqual(len(self.srv.json("GET", "/v1/jobs")[2]["jobs"]), 1)
@@ -164,9 +167,18 @@ class Validation(GatherdTestCase):
             with self.subTest(ctype=ctype):
                 resp = self.srv.json("POST", "/v1/jobs", json.dumps(GOOD), {"Content-Type": ctype})
                 self.assertProblem(resp, 415, "unsupported_media_type")
+        resp = self.srv.json("POST", "/v1/jobs", json.dumps(GOOD).encode())  # no Content-Type
+        self.assertProblem(resp, 415, "unsupported_media_type")
         status, _, body = self.srv.json("POST", "/v1/jobs", json.dumps(GOOD),
                                         {"Content-Type": "application/json; charset=utf-8"})
         self.assertEqual(status, 202, body)
+        self.assertEqual(len(self.srv.json("GET", "/v1/jobs")[2]["jobs"]), 1)
+
+    def test_sha256_rounds_defaults_to_1(self):
+        job = self.srv.submit({"kind": "compute", "params": {"op": "sha256", "data": "abc"}})
+        done = self.srv.wait_job(job["id"])
+        self.assertEqual(done["result"]["hex"],
+                         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
 
     def test_chunked_body_is_accepted(self):
         conn = self.srv.connection()
@@ -326,8 +338,10 @@ class Auth(GatherdTestCase):
         for headers in ({}, *({"Authorization": f"Bearer {t}"} for t in bad_tokens),
                         {"Authorization": f"Basic {good_tokens[0]}"}):
             with self.subTest(headers=headers):
-                self.assertProblem(srv.json("POST", "/v1/jobs", GOOD, headers), 401,
-                                   "unauthorized")
+                resp = srv.json("POST", "/v1/jobs", GOOD, headers)
+                self.assertProblem(resp, 401, "unauthorized")
+                self.assertTrue((resp[1].get("WWW-Authenticate") or "").startswith("Bearer"),
+                                "401 without a Bearer WWW-Authenticate challenge")
                 self.assertProblem(srv.json("GET", "/v1/jobs", headers=headers), 401,
                                    "unauthorized")
                 self.assertProblem(srv.json("GET", "/v1/jobs/abc", headers=headers), 401,
@@ -337,7 +351,7 @@ class Auth(GatherdTestCase):
             status, _, job = srv.json("POST", "/v1/jobs", GOOD, auth)
             self.assertEqual(status, 202, job)
             self.assertEqual(srv.json("GET", f"/v1/jobs/{job['id']}", headers=auth)[0], 200)
-        for path in ("/healthz", "/readyz", "/metrics"):
+        for path in ("/healthz", "/readyz", "/metrics", "/openapi.yaml"):
             self.assertEqual(srv.request("GET", path)[0], 200, path)
         # Nothing was submitted by the refused requests.
         listing = srv.json("GET", "/v1/jobs",

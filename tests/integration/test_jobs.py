@@ -176,6 +176,17 @@ class SubmitAndKinds(GatherdTestCase):
         self.assertEqual(done["state"], "cancelled", done)
         self.assertLess(time.monotonic() - t0, 1.0)
 
+    def test_cancel_reason_becomes_error_message(self):
+        job = self.srv.submit(sleep_spec(10000, cleanup_ms=200))
+        self.srv.wait_job(job["id"], "running")
+        status, _, _ = self.srv.json("POST", f"/v1/jobs/{job['id']}/cancel",
+                                     {"reason": "no longer needed"})
+        self.assertEqual(status, 202)
+        status, _, _ = self.srv.json("POST", f"/v1/jobs/{job['id']}/cancel", {"reason": "second"})
+        self.assertEqual(status, 202)
+        done = self.srv.wait_job(job["id"])
+        self.assertEqual(done["error"], {"type": "cancelled", "message": "no longer needed"})
+
     def test_cancel_repeated_is_202(self):
         job = self.srv.submit(sleep_spec(10000, cleanup_ms=300))
         self.srv.wait_job(job["id"], "running")
@@ -359,6 +370,7 @@ class Admission(GatherdTestCase):
         retry_after = resp[1].get("Retry-After")
         self.assertIsNotNone(retry_after, "429 without Retry-After")
         self.assertRegex(retry_after, r"^\d+$")
+        self.assertGreaterEqual(int(retry_after), 1)
         # Once room is made, submissions are admitted again.
         srv.json("POST", f"/v1/jobs/{b['id']}/cancel")
         srv.submit(sleep_spec(10))
@@ -376,6 +388,8 @@ class Admission(GatherdTestCase):
         self.assertEqual(body["error"]["type"], "cancelled")
         self.assertIsNone(body["started_at"])
         self.assertIsNone(body["duration_ms"])
+        self.assertEqual(body["attempts"], 0)
+        self.assertIsNotNone(body["finished_at"])
         got = srv.get_job(b["id"])
         self.assertEqual(got["state"], "cancelled")
         self.assertEqual(srv.get_job(a["id"])["state"], "running")
@@ -386,14 +400,23 @@ class Admission(GatherdTestCase):
         max_seen = 0
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            states = [srv.get_job(i)["state"] for i in ids]
-            max_seen = max(max_seen, states.count("running"))
-            if all(s in TERMINAL_STATES for s in states):
+            running = srv.json("GET", "/v1/jobs?state=running")[2]["jobs"]  # one snapshot
+            max_seen = max(max_seen, len(running))
+            if not running and not srv.json("GET", "/v1/jobs?state=queued")[2]["jobs"]:
                 break
-            time.sleep(0.02)
-        self.assertTrue(all(srv.get_job(i)["state"] == "succeeded" for i in ids))
+            time.sleep(0.01)
+        jobs = [srv.get_job(i) for i in ids]
+        self.assertTrue(all(j["state"] == "succeeded" for j in jobs), jobs)
         self.assertLessEqual(max_seen, 2)
         self.assertGreaterEqual(max_seen, 1)
+        # The server's own timestamps agree: never more than 2 intervals overlap.
+        events = sorted([(j["started_at"], 1) for j in jobs] + [(j["finished_at"], -1) for j in jobs],
+                        key=lambda e: (e[0], e[1]))
+        level = peak = 0
+        for _, delta in events:
+            level += delta
+            peak = max(peak, level)
+        self.assertLessEqual(peak, 2, jobs)
 
     def test_fifo_order(self):
         srv = self.start("--max-running", "1")
@@ -453,11 +476,32 @@ class Batch(GatherdTestCase):
         self.assertProblem(resp, 400, "invalid_request", detail_contains="duraton_ms")
         self.assertEqual(srv.json("GET", "/v1/jobs")[2]["jobs"], [])
 
+    def test_batch_idempotency(self):
+        srv = self.start()
+        first = srv.submit({**sleep_spec(0), "idempotency_key": "k"})
+        status, _, body = srv.json("POST", "/v1/jobs/batch", {"jobs": [
+            {**sleep_spec(0), "idempotency_key": "k"},
+            {**sleep_spec(1), "idempotency_key": "n"},
+            {**sleep_spec(1), "idempotency_key": "n"},
+        ]})
+        self.assertEqual(status, 202, body)
+        ids = [j["id"] for j in body["jobs"]]
+        self.assertEqual(ids[0], first["id"])
+        self.assertEqual(ids[1], ids[2])
+        self.assertNotEqual(ids[0], ids[1])
+        resp = srv.json("POST", "/v1/jobs/batch", {"jobs": [
+            {**sleep_spec(0), "idempotency_key": "fresh"},
+            {**sleep_spec(5), "idempotency_key": "k"},
+        ]})
+        self.assertProblem(resp, 409, "idempotency_conflict")
+        listed = srv.json("GET", "/v1/jobs")[2]["jobs"]
+        self.assertEqual(len(listed), 2, "a refused batch admitted jobs")
+
     def test_batch_admission_all_or_nothing(self):
         srv = self.start("--max-running", "1", "--max-queued", "2")
         resp = srv.json("POST", "/v1/jobs/batch", {"jobs": [sleep_spec(2000)] * 4})
         self.assertProblem(resp, 429, "queue_full")
-        self.assertRegex(resp[1].get("Retry-After") or "", r"^\d+$", "429 without Retry-After")
+        self.assertRegex(resp[1].get("Retry-After") or "", r"^[1-9]\d*$", "429 without Retry-After")
         status, _, listing = srv.json("GET", "/v1/jobs")
         self.assertEqual(status, 200)
         self.assertEqual(listing["jobs"], [], "a refused batch left jobs behind")
@@ -522,6 +566,20 @@ class LongPoll(GatherdTestCase):
                 self.assertProblem(self.srv.json("GET", f"/v1/jobs/{job['id']}?wait_ms={bad}"),
                                    400, "invalid_request")
         self.assertEqual(self.srv.json("GET", f"/v1/jobs/{job['id']}?wait_ms=0")[0], 200)
+
+    def test_wait_on_deleted_job_is_404(self):
+        job = self.srv.submit(sleep_spec(10000))
+        result = {}
+
+        def poll():
+            result["resp"] = self.srv.json("GET", f"/v1/jobs/{job['id']}?wait_ms=10000")
+        t = threading.Thread(target=poll)
+        t.start()
+        time.sleep(0.2)
+        self.assertEqual(self.srv.request("DELETE", f"/v1/jobs/{job['id']}")[0], 204)
+        t.join(5)
+        self.assertFalse(t.is_alive(), "long-poll did not return after delete")
+        self.assertProblem(result["resp"], 404, "not_found")
 
     def test_wait_unknown_job_404_at_once(self):
         t0 = time.monotonic()
@@ -606,8 +664,13 @@ class Listing(GatherdTestCase):
         self.assertEqual(ids2, [self.ids[0]])
         self.assertIsNone(nxt2)
 
+    def test_repeated_label_filters_all_match(self):
+        self.assertEqual(self.list_ids("?label=tenant:b&label=tier:gold")[0], [self.ids[3]])
+        self.assertEqual(self.list_ids("?label=tenant:a&label=tier:gold")[0], [])
+
     def test_bad_filters_are_400(self):
-        for q in ("?state=bogus", "?kind=bogus", "?limit=0", "?limit=1001", "?limit=abc"):
+        for q in ("?state=bogus", "?kind=bogus", "?limit=0", "?limit=1001", "?limit=abc",
+                  "?label=nocolon", "?after=%00garbage%ff", "?stat=running", "?limt=2"):
             with self.subTest(query=q):
                 self.assertProblem(self.srv.json("GET", "/v1/jobs" + q), 400, "invalid_request")
 

@@ -39,7 +39,7 @@ class Shutdown(GatherdTestCase):
         status, _, body = srv.json("GET", "/readyz")
         self.assertEqual((status, body), (200, {"status": "ready"}))
         t0 = time.monotonic()
-        srv.signal(signal.SIGTERM)
+        srv.send_signal(signal.SIGTERM)
         deadline = t0 + 0.6
         while True:
             status, _, body = srv.json("GET", "/readyz")
@@ -179,7 +179,7 @@ class Shutdown(GatherdTestCase):
             t.start()
         time.sleep(0.8)
         t_sig = time.monotonic()
-        srv.signal(signal.SIGTERM)
+        srv.send_signal(signal.SIGTERM)
         rc = srv.wait_exit(timeout=15)
         t_exit = time.monotonic()
         stop.set()

@@ -28,3 +28,48 @@ TEST(RetryPolicy, FullJitterStaysWithinTheCeiling) {
 
 }  // namespace
 }  // namespace gatherd::core
+
+namespace gatherd::core {
+namespace {
+
+TEST(RetryPolicy, WithoutJitterTheBackoffIsTheCeiling) {
+  retry_policy p{5, millis{50}, 3.0, millis{10000}, false};
+  std::mt19937_64 rng(1);
+  EXPECT_EQ(p.backoff(1, rng), millis{50});
+  EXPECT_EQ(p.backoff(2, rng), millis{150});
+  EXPECT_EQ(p.backoff(3, rng), millis{450});
+}
+
+TEST(RetryPolicy, DefaultsMatchTheContract) {
+  const retry_policy none;  // no `retry` object: one attempt
+  EXPECT_EQ(none.max_attempts, 1);
+  const auto d = retry_policy::with_defaults();
+  EXPECT_EQ(d.max_attempts, 3);
+  EXPECT_EQ(d.initial_backoff, millis{100});
+  EXPECT_DOUBLE_EQ(d.multiplier, 2.0);
+  EXPECT_EQ(d.max_backoff, millis{10000});
+  EXPECT_TRUE(d.jitter);
+}
+
+TEST(RetryPolicy, HugeAttemptNumbersStayAtTheCap) {
+  retry_policy p{1000, millis{100}, 2.0, millis{5000}, false};
+  EXPECT_EQ(p.backoff_ceiling(64), millis{5000});
+  EXPECT_EQ(p.backoff_ceiling(999), millis{5000});  // 2^998 overflows a double: still capped
+}
+
+TEST(RetryPolicy, FullJitterSpreadsOverTheWholeRange) {
+  retry_policy p{5, millis{100}, 2.0, millis{10000}, true};
+  std::mt19937_64 rng(7);
+  long lo = 1000, hi = -1;
+  for (int i = 0; i < 1000; ++i) {
+    const long b = p.backoff(1, rng).count();
+    lo = std::min(lo, b);
+    hi = std::max(hi, b);
+  }
+  EXPECT_LE(lo, 5);   // reaches near 0 ...
+  EXPECT_GE(hi, 95);  // ... and near the ceiling
+  EXPECT_LE(hi, 100);
+}
+
+}  // namespace
+}  // namespace gatherd::core

@@ -1,0 +1,137 @@
+#include "service/config.hpp"
+
+#include <boost/algorithm/string.hpp>
+#include <boost/program_options.hpp>
+#include <sstream>
+#include <thread>
+
+#include "service/router.hpp"
+
+namespace gatherd::service {
+
+namespace po = boost::program_options;
+
+namespace {
+
+// GATHERD_MAX_RUNNING -> max-running, for options that exist; GATHERD_API_TOKENS is the
+// comma-separated form of the repeatable --api-token.
+std::string env_to_option(const std::string& env, const po::options_description& options) {
+  static const std::string prefix = "GATHERD_";
+  if (!env.starts_with(prefix)) return {};
+  std::string name = env.substr(prefix.size());
+  if (name == "API_TOKENS") return "api-tokens";
+  boost::algorithm::to_lower(name);
+  boost::algorithm::replace_all(name, "_", "-");
+  return options.find_nothrow(name, false) ? name : std::string{};
+}
+
+void validate(const config& c) {
+  auto require = [](bool ok, const char* what) {
+    if (!ok) throw po::error(what);
+  };
+  require(c.max_running >= 1, "--max-running must be at least 1");
+  require(c.max_batch >= 1, "--max-batch must be at least 1");
+  require(c.max_body_bytes >= 1, "--max-body-bytes must be at least 1");
+  require(c.max_header_bytes >= 256, "--max-header-bytes must be at least 256");
+  require(c.max_connections >= 1, "--max-connections must be at least 1");
+  require(c.header_timeout.count() > 0 && c.body_timeout.count() > 0, "timeouts must be positive");
+  require(c.default_retention <= c.max_retention,
+          "--default-retention-ms must not exceed --max-retention-ms");
+  require(c.log_format == "json" || c.log_format == "text", "--log-format must be json or text");
+  static const char* levels[] = {"trace", "debug", "info", "warn", "error", "off"};
+  require(std::find(std::begin(levels), std::end(levels), c.log_level) != std::end(levels),
+          "--log-level must be one of trace, debug, info, warn, error, off");
+}
+
+}  // namespace
+
+command parse_command_line(int argc, const char* const argv[]) {
+  command cmd;
+  config& c = cmd.settings;
+  std::int64_t header_timeout = 0, body_timeout = 0, retention = 0, max_retention = 0, grace = 0,
+               drain = 0;
+  std::string tokens_csv;
+
+  po::options_description options("gatherd options (each also read from GATHERD_<NAME>)");
+  // clang-format off
+  options.add_options()
+    ("help", "print this help and exit")
+    ("version", "print the version and exit")
+    ("print-routes", "print the HTTP routes, one 'METHOD /path' per line, and exit")
+    ("host", po::value(&c.host)->default_value(c.host), "listen address")
+    ("port", po::value(&c.port)->default_value(c.port), "listen port; 0 picks a free one")
+    ("threads", po::value(&c.threads)->default_value(0), "I/O threads; 0 = one per core")
+    ("compute-threads", po::value(&c.compute_threads)->default_value(0), "worker threads for compute jobs; 0 = one per core")
+    ("max-running", po::value(&c.max_running)->default_value(c.max_running), "jobs running at once")
+    ("max-queued", po::value(&c.max_queued)->default_value(c.max_queued), "jobs waiting for a run slot; beyond: 429 queue_full")
+    ("max-retained-jobs", po::value(&c.max_retained_jobs)->default_value(c.max_retained_jobs), "finished jobs kept; oldest evicted first")
+    ("default-retention-ms", po::value(&retention)->default_value(c.default_retention.count()), "how long a finished job is kept when its spec does not say")
+    ("max-retention-ms", po::value(&max_retention)->default_value(c.max_retention.count()), "largest retention_ms a spec may ask for")
+    ("max-batch", po::value(&c.max_batch)->default_value(c.max_batch), "jobs per POST /v1/jobs/batch")
+    ("max-body-bytes", po::value(&c.max_body_bytes)->default_value(c.max_body_bytes), "request body limit (413)")
+    ("max-header-bytes", po::value(&c.max_header_bytes)->default_value(c.max_header_bytes), "request header limit (431)")
+    ("header-timeout-ms", po::value(&header_timeout)->default_value(c.header_timeout.count()), "a complete request header within this of connect or of the previous response")
+    ("body-timeout-ms", po::value(&body_timeout)->default_value(c.body_timeout.count()), "a complete request body within this after its header")
+    ("max-connections", po::value(&c.max_connections)->default_value(c.max_connections), "open client connections; more are closed at accept")
+    ("shutdown-grace-ms", po::value(&grace)->default_value(c.shutdown_grace.count()), "on SIGTERM, running jobs get this long before they are cancelled")
+    ("drain-ms", po::value(&drain)->default_value(c.drain.count()), "on SIGTERM, keep accepting this long (readiness already 503)")
+    ("api-token", po::value(&c.api_tokens)->composing(), "bearer token required on /v1/* (repeatable)")
+    ("api-tokens", po::value(&tokens_csv), "comma-separated tokens (GATHERD_API_TOKENS)")
+    ("log-level", po::value(&c.log_level)->default_value(c.log_level), "trace, debug, info, warn, error, off")
+    ("log-format", po::value(&c.log_format)->default_value(c.log_format), "json or text");
+  // clang-format on
+
+  try {
+    po::variables_map vm;
+    po::store(po::parse_command_line(argc, argv, options), vm);
+    po::store(po::parse_environment(options,
+                                    [&](const std::string& env) { return env_to_option(env, options); }),
+              vm);
+    if (vm.count("help")) {
+      std::ostringstream out;
+      out << "gatherd: asyncio's concurrency primitives over HTTP\n\n" << options << '\n';
+      cmd.what = command::action::exit_ok;
+      cmd.output = out.str();
+      return cmd;
+    }
+    if (vm.count("version")) {
+      cmd.what = command::action::exit_ok;
+      cmd.output = "gatherd " GATHERD_VERSION "\n";
+      return cmd;
+    }
+    if (vm.count("print-routes")) {
+      cmd.what = command::action::exit_ok;
+      for (const auto& r : route_table()) cmd.output += r.method + " " + r.pattern + "\n";
+      return cmd;
+    }
+    po::notify(vm);
+    auto non_negative = [](std::int64_t v, const char* name) {
+      if (v < 0) throw po::error(std::string(name) + " must not be negative");
+      return millis{v};
+    };
+    c.header_timeout = non_negative(header_timeout, "--header-timeout-ms");
+    c.body_timeout = non_negative(body_timeout, "--body-timeout-ms");
+    c.default_retention = non_negative(retention, "--default-retention-ms");
+    c.max_retention = non_negative(max_retention, "--max-retention-ms");
+    c.shutdown_grace = non_negative(grace, "--shutdown-grace-ms");
+    c.drain = non_negative(drain, "--drain-ms");
+    if (!tokens_csv.empty()) {
+      std::vector<std::string> parts;
+      boost::algorithm::split(parts, tokens_csv, boost::algorithm::is_any_of(","));
+      for (auto& t : parts) {
+        boost::algorithm::trim(t);
+        if (!t.empty()) c.api_tokens.push_back(t);
+      }
+    }
+    const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
+    if (c.threads == 0) c.threads = cores;
+    if (c.compute_threads == 0) c.compute_threads = cores;
+    validate(c);
+  } catch (const po::error& e) {
+    cmd.what = command::action::exit_error;
+    cmd.output = std::string("gatherd: ") + e.what() + "\n(see --help)\n";
+  }
+  return cmd;
+}
+
+}  // namespace gatherd::service

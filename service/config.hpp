@@ -1,0 +1,47 @@
+// Every setting of the process, from flags and GATHERD_* environment variables.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "libcore/clock.hpp"
+
+namespace gatherd::service {
+
+using core::millis;
+
+struct config {
+  std::string host = "0.0.0.0";
+  std::uint16_t port = 8080;
+  std::size_t threads = 0;          // 0: one per core
+  std::size_t compute_threads = 0;  // 0: one per core
+  std::size_t max_running = 64;
+  std::size_t max_queued = 10000;
+  std::size_t max_retained_jobs = 100000;
+  millis default_retention{600000};
+  millis max_retention{86400000};
+  std::size_t max_batch = 1000;
+  std::size_t max_body_bytes = 1 << 20;
+  std::size_t max_header_bytes = 8 << 10;
+  millis header_timeout{10000};
+  millis body_timeout{30000};
+  std::size_t max_connections = 10000;
+  millis shutdown_grace{10000};
+  millis drain{0};
+  std::vector<std::string> api_tokens;
+  std::string log_level = "info";
+  std::string log_format = "json";
+};
+
+// What the command line asked for: run with a config, or print something and exit.
+struct command {
+  enum class action { run, exit_ok, exit_error } what = action::run;
+  std::string output;  // printed before exiting (help, version, routes, errors)
+  config settings;
+};
+
+command parse_command_line(int argc, const char* const argv[]);
+
+}  // namespace gatherd::service

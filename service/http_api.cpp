@@ -1,0 +1,126 @@
+#include "service/http_api.hpp"
+
+#include <openssl/crypto.h>
+
+#include <boost/algorithm/string/predicate.hpp>
+
+#include "service/log.hpp"
+#include "service/problem.hpp"
+
+namespace gatherd::service {
+
+namespace {
+
+bool valid_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  return std::all_of(id.begin(), id.end(), [](unsigned char c) { return c > 0x20 && c < 0x7f; });
+}
+
+std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
+
+}  // namespace
+
+http_api::http_api(const config& c, core::engine& engine, metrics& m)
+    : config_(c), engine_(engine), metrics_(m), limits_{c.max_retention} {}
+
+http_response json_response(unsigned status, const nlohmann::json& body) {
+  http_response res;
+  res.status = status;
+  res.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return res;
+}
+
+void require_json_body(const http_request& req) {
+  std::string_view type = req.content_type;
+  type = type.substr(0, type.find(';'));
+  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+  if (!boost::algorithm::iequals(type, "application/json")) {
+    throw request_error(415, "unsupported_media_type",
+                        "the body must be application/json (got '" + req.content_type + "')");
+  }
+}
+
+bool http_api::authorized(const http_request& req) const {
+  if (config_.api_tokens.empty()) return true;
+  static constexpr std::string_view scheme = "Bearer ";
+  std::string_view header = req.authorization;
+  if (header.size() <= scheme.size() || !boost::algorithm::istarts_with(header, scheme)) return false;
+  std::string_view presented = header.substr(scheme.size());
+  for (const auto& token : config_.api_tokens) {
+    if (token.size() == presented.size() &&
+        CRYPTO_memcmp(token.data(), presented.data(), token.size()) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+core::awaitable<http_response> http_api::handle(http_request req) {
+  const auto started = core::steady_clock::now();
+  if (!valid_request_id(req.request_id)) req.request_id = core::job_id::random().to_string();
+
+  routing r = find_route(req.method, req.target);
+  std::string_view route = r.matched ? r.match.route : std::string_view("unmatched");
+  http_response res;
+  try {
+    if (r.bad_target) {
+      throw invalid_request("the request target is not a valid path");
+    } else if (!r.matched && !r.allow.empty()) {
+      res = problem_response(405, "method_not_allowed",
+                             req.method + " is not allowed on " + std::string(path_of(req.target)));
+      res.headers.emplace_back("Allow", r.allow);
+    } else if (!r.matched) {
+      throw request_error(404, "not_found", "no route for " + std::string(path_of(req.target)));
+    } else if (route.starts_with("/v1/") && !authorized(req)) {
+      throw request_error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required");
+    } else {
+      res = co_await dispatch(req, r.match, r.matched->target);
+    }
+  } catch (...) {
+    res = problem_from(std::current_exception());
+  }
+  finish(req, route, res, started);
+  co_return res;
+}
+
+core::awaitable<http_response> http_api::dispatch(const http_request& req, const route_match& match,
+                                                  endpoint target) {
+  switch (target) {
+    case endpoint::healthz: co_return healthz();
+    case endpoint::readyz: co_return readyz();
+    case endpoint::metrics: co_return metrics_text();
+    case endpoint::openapi: co_return openapi();
+    case endpoint::submit_job: co_return co_await submit_job(req);
+    case endpoint::submit_batch: co_return co_await submit_batch(req);
+    case endpoint::list_jobs: co_return co_await list_jobs(match);
+    case endpoint::get_job: co_return co_await get_job(match);
+    case endpoint::cancel_job: co_return co_await cancel_job(req, match);
+    case endpoint::delete_job: co_return co_await delete_job(match);
+  }
+  throw std::logic_error("unrouted endpoint");
+}
+
+http_response http_api::reject(const http_request& partial, unsigned status, const std::string& code,
+                               const std::string& detail) {
+  http_request req = partial;
+  if (!valid_request_id(req.request_id)) req.request_id = core::job_id::random().to_string();
+  http_response res = problem_response(status, code, detail);
+  finish(req, "unmatched", res, core::steady_clock::now());
+  return res;
+}
+
+void http_api::finish(const http_request& req, std::string_view route, http_response& res,
+                      core::steady_clock::time_point started) {
+  res.headers.emplace_back("X-Request-Id", req.request_id);
+  const double seconds = std::chrono::duration<double>(core::steady_clock::now() - started).count();
+  metrics_.request_done(route, req.method, res.status, seconds);
+  log::event(res.status >= 500 ? log::level::error : log::level::info, "http.request")
+      .add("request_id", req.request_id)
+      .add("method", req.method)
+      .add("route", route)
+      .add("status", res.status)
+      .add("duration_ms", seconds * 1000)
+      .add("remote", req.remote);
+}
+
+}  // namespace gatherd::service

@@ -1,0 +1,65 @@
+// The HTTP API over the engine: one call per request, from a plain request to a plain response.
+// handle() is the pipeline every request goes through (request id, routing, auth, errors as
+// problem+json, metrics, the access log line); the handlers themselves stay thin:
+// parse -> call the engine -> encode.
+#pragma once
+
+#include <atomic>
+
+#include "libcore/engine.hpp"
+#include "service/config.hpp"
+#include "service/http_message.hpp"
+#include "service/job_codec.hpp"
+#include "service/metrics.hpp"
+#include "service/router.hpp"
+
+namespace gatherd::service {
+
+enum class readiness { starting, ready, draining };
+
+class http_api {
+ public:
+  http_api(const config& c, core::engine& engine, metrics& m);
+
+  // Never throws: every failure becomes a problem response.
+  core::awaitable<http_response> handle(http_request request);
+
+  // For errors found before a request is complete (limits, syntax): counted and logged too.
+  http_response reject(const http_request& partial, unsigned status, const std::string& code,
+                       const std::string& detail);
+
+  void set_readiness(readiness r) { readiness_.store(r); }
+  readiness current_readiness() const { return readiness_.load(); }
+
+ private:
+  core::awaitable<http_response> dispatch(const http_request& req, const route_match& match,
+                                          endpoint target);
+  bool authorized(const http_request& req) const;
+  void finish(const http_request& req, std::string_view route, http_response& res,
+              core::steady_clock::time_point started);
+
+  // handlers/operations.cpp
+  http_response healthz() const;
+  http_response readyz() const;
+  http_response metrics_text();
+  http_response openapi() const;
+  // handlers/jobs.cpp
+  core::awaitable<http_response> submit_job(const http_request& req);
+  core::awaitable<http_response> submit_batch(const http_request& req);
+  core::awaitable<http_response> list_jobs(const route_match& match);
+  core::awaitable<http_response> get_job(const route_match& match);
+  core::awaitable<http_response> cancel_job(const http_request& req, const route_match& match);
+  core::awaitable<http_response> delete_job(const route_match& match);
+
+  const config& config_;
+  core::engine& engine_;
+  metrics& metrics_;
+  spec_limits limits_;
+  std::atomic<readiness> readiness_{readiness::starting};
+};
+
+// Helpers shared by the handlers.
+http_response json_response(unsigned status, const nlohmann::json& body);
+void require_json_body(const http_request& req);
+
+}  // namespace gatherd::service

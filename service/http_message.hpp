@@ -1,0 +1,39 @@
+// The HTTP request and response as handlers see them: plain values, no Beast, so that
+// handlers compile fast and can be tested without sockets.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace gatherd::service {
+
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+struct http_request {
+  std::string method;
+  std::string target;  // as received: path and query
+  std::string content_type;
+  std::string accept;
+  std::string authorization;
+  std::string request_id;  // as received; the pipeline replaces a missing or invalid one
+  std::string remote;      // "address:port"
+  std::string body;
+};
+
+struct http_response {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  header_list headers;  // beyond Content-Type and X-Request-Id
+};
+
+// Parsed pieces of the target and the route, filled in by the router.
+struct route_match {
+  std::string_view route;  // the route's pattern, e.g. "/v1/jobs/{id}": a bounded metric label
+  std::vector<std::string> path_params;
+  std::vector<std::pair<std::string, std::string>> query;  // percent-decoded
+};
+
+}  // namespace gatherd::service

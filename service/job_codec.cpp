@@ -1,0 +1,172 @@
+#include "service/job_codec.hpp"
+
+#include <openssl/sha.h>
+
+#include <ctime>
+
+#include "service/json_reader.hpp"
+#include "service/problem.hpp"
+
+namespace gatherd::service {
+
+namespace {
+
+using namespace core;
+
+constexpr std::int64_t max_duration_ms = 86'400'000;  // one day
+constexpr std::size_t max_labels = 32;
+constexpr std::size_t max_label_length = 256;
+constexpr std::size_t max_text = 1024;
+
+sleep_params parse_sleep(object_reader& r) {
+  sleep_params p;
+  auto duration = r.duration("duration_ms", max_duration_ms);
+  if (!duration) throw invalid_request("field '" + r.field("duration_ms") + "' is required");
+  p.duration = *duration;
+  if (const json* result = r.raw("result")) p.result = *result;
+  p.fail = r.string("fail", max_text);
+  p.fail_attempts = static_cast<int>(r.integer("fail_attempts", 0, 100).value_or(0));
+  p.cleanup = r.duration("cleanup_ms", max_duration_ms).value_or(millis{0});
+  return p;
+}
+
+compute_params parse_compute(object_reader& r) {
+  compute_params p;
+  auto op = r.string("op", 16);
+  if (op == "primes") {
+    p.op = compute_params::operation::primes;
+    auto n = r.integer("n", 0, 10'000'000'000);
+    if (!n) throw invalid_request("field '" + r.field("n") + "' is required for op primes");
+    p.n = static_cast<std::uint64_t>(*n);
+  } else if (op == "sha256") {
+    p.op = compute_params::operation::sha256;
+    auto data = r.string("data", std::string::npos);
+    if (!data) throw invalid_request("field '" + r.field("data") + "' is required for op sha256");
+    p.data = std::move(*data);
+    p.rounds = static_cast<std::uint64_t>(r.integer("rounds", 1, 1'000'000'000).value_or(1));
+  } else {
+    throw invalid_request("field '" + r.field("op") + "' must be \"primes\" or \"sha256\"");
+  }
+  return p;
+}
+
+retry_policy parse_retry(object_reader& r) {
+  retry_policy p = retry_policy::with_defaults();
+  p.max_attempts = static_cast<int>(r.integer("max_attempts", 1, 100).value_or(p.max_attempts));
+  p.initial_backoff = r.duration("initial_backoff_ms", max_duration_ms).value_or(p.initial_backoff);
+  p.multiplier = r.number("multiplier", 1.0, 100.0).value_or(p.multiplier);
+  p.max_backoff = r.duration("max_backoff_ms", max_duration_ms).value_or(p.max_backoff);
+  p.jitter = r.boolean("jitter").value_or(p.jitter);
+  r.finish();
+  return p;
+}
+
+job_labels parse_labels(const json& value, const std::string& field) {
+  if (!value.is_object()) throw invalid_request("field '" + field + "' must be an object of strings");
+  if (value.size() > max_labels) {
+    throw invalid_request("field '" + field + "' may hold at most " + std::to_string(max_labels) +
+                          " labels");
+  }
+  job_labels labels;
+  for (auto it = value.begin(); it != value.end(); ++it) {
+    if (!it->is_string() || it.key().empty() || it.key().size() > max_label_length ||
+        it->get_ref<const std::string&>().size() > max_label_length) {
+      throw invalid_request("label '" + it.key() + "' in '" + field +
+                            "' must be a non-empty key with a string value, each at most " +
+                            std::to_string(max_label_length) + " characters");
+    }
+    labels.emplace_back(it.key(), it->get<std::string>());
+  }
+  return labels;
+}
+
+std::string fingerprint_of(const json& spec) {
+  // nlohmann keeps object keys sorted, so equal specs dump to equal text.
+  const std::string text = spec.dump();
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+}
+
+}  // namespace
+
+job_spec parse_job_spec(const json& body, const spec_limits& limits, const std::string& path) {
+  object_reader r(body, path);
+  job_spec spec;
+  auto kind_name = r.string("kind", 32);
+  if (!kind_name) throw invalid_request("field '" + r.field("kind") + "' is required");
+  auto kind = parse_job_kind(*kind_name);
+  if (!kind) {
+    throw invalid_request("field '" + r.field("kind") + "' must be one of: sleep, compute (got \"" +
+                          *kind_name + "\")");
+  }
+  auto params = r.object("params");
+  if (!params) throw invalid_request("field '" + r.field("params") + "' is required");
+  if (*kind == job_kind::sleep) {
+    spec.params = parse_sleep(*params);
+  } else {
+    spec.params = parse_compute(*params);
+  }
+  params->finish();
+
+  spec.timeout = r.duration("timeout_ms", max_duration_ms);
+  spec.attempt_timeout = r.duration("attempt_timeout_ms", max_duration_ms);
+  if (auto retry = r.object("retry")) spec.retry = parse_retry(*retry);
+  if (auto key = r.string("idempotency_key", 256)) {
+    if (key->empty()) throw invalid_request("field '" + r.field("idempotency_key") + "' must not be empty");
+    spec.idempotency_key = std::move(*key);
+    spec.fingerprint = fingerprint_of(body);
+  }
+  if (const json* labels = r.raw("labels"); labels && !labels->is_null()) {
+    spec.labels = parse_labels(*labels, r.field("labels"));
+  }
+  if (auto retention = r.integer("retention_ms", 0, max_duration_ms * 365)) {
+    if (*retention > limits.max_retention.count()) {
+      throw invalid_request("field '" + r.field("retention_ms") + "' must not exceed the server's " +
+                            std::to_string(limits.max_retention.count()) + " ms");
+    }
+    spec.retention = millis{*retention};
+  }
+  r.finish();
+  return spec;
+}
+
+std::string format_timestamp(wall_clock::time_point t) {
+  const auto ms = std::chrono::duration_cast<millis>(t.time_since_epoch()).count();
+  const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+json encode_job(const job_snapshot& job) {
+  json labels = json::object();
+  for (const auto& [k, v] : job.labels) labels[k] = v;
+  auto stamp = [](const std::optional<wall_clock::time_point>& t) -> json {
+    return t ? json(format_timestamp(*t)) : json(nullptr);
+  };
+  json duration = nullptr;
+  if (job.started_at && job.finished_at) {
+    duration = std::chrono::duration_cast<millis>(*job.finished_at - *job.started_at).count();
+  }
+  json error = nullptr;
+  if (job.error) error = {{"type", job.error->type}, {"message", job.error->message}};
+  return {{"id", job.id.to_string()},
+          {"kind", to_string(job.kind)},
+          {"state", to_string(job.state)},
+          {"labels", std::move(labels)},
+          {"attempts", job.attempts},
+          {"cancel_requested", job.cancel_requested},
+          {"created_at", format_timestamp(job.created_at)},
+          {"started_at", stamp(job.started_at)},
+          {"finished_at", stamp(job.finished_at)},
+          {"duration_ms", duration},
+          {"result", job.result},
+          {"error", error}};
+}
+
+}  // namespace gatherd::service

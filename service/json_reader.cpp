@@ -1,0 +1,112 @@
+#include "service/json_reader.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "service/problem.hpp"
+
+namespace gatherd::service {
+
+json parse_json_body(std::string_view body) {
+  json value = json::parse(body, nullptr, false);
+  if (value.is_discarded()) throw invalid_request("the body is not valid JSON");
+  return value;
+}
+
+object_reader::object_reader(const json& value, std::string path)
+    : object_(value), path_(std::move(path)) {
+  if (!value.is_object()) {
+    throw invalid_request((path_.empty() ? std::string("the body") : "field '" + path_ + "'") +
+                          " must be a JSON object");
+  }
+}
+
+std::string object_reader::field(std::string_view key) const {
+  return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+}
+
+const json* object_reader::take(std::string_view key) {
+  seen_.push_back(key);
+  auto it = object_.find(key);
+  if (it == object_.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+const json* object_reader::raw(std::string_view key) {
+  seen_.push_back(key);
+  auto it = object_.find(key);
+  return it == object_.end() ? nullptr : &*it;
+}
+
+std::optional<std::int64_t> object_reader::integer(std::string_view key, std::int64_t min,
+                                                   std::int64_t max) {
+  const json* v = take(key);
+  if (!v) return std::nullopt;
+  auto range = [&] {
+    return invalid_request("field '" + field(key) + "' must be an integer from " +
+                           std::to_string(min) + " to " + std::to_string(max));
+  };
+  std::int64_t n;
+  if (v->is_number_integer()) {
+    if (v->is_number_unsigned() && v->get<std::uint64_t>() > static_cast<std::uint64_t>(max)) throw range();
+    n = v->get<std::int64_t>();
+  } else if (v->is_number_float() && std::trunc(v->get<double>()) == v->get<double>() &&
+             std::abs(v->get<double>()) < 9e15) {
+    n = static_cast<std::int64_t>(v->get<double>());  // 100.0 is an integer
+  } else {
+    throw range();
+  }
+  if (n < min || n > max) throw range();
+  return n;
+}
+
+std::optional<double> object_reader::number(std::string_view key, double min, double max) {
+  const json* v = take(key);
+  if (!v) return std::nullopt;
+  if (!v->is_number() || v->get<double>() < min || v->get<double>() > max) {
+    throw invalid_request("field '" + field(key) + "' must be a number from " +
+                          std::to_string(min) + " to " + std::to_string(max));
+  }
+  return v->get<double>();
+}
+
+std::optional<bool> object_reader::boolean(std::string_view key) {
+  const json* v = take(key);
+  if (!v) return std::nullopt;
+  if (!v->is_boolean()) throw invalid_request("field '" + field(key) + "' must be true or false");
+  return v->get<bool>();
+}
+
+std::optional<std::string> object_reader::string(std::string_view key, std::size_t max_length) {
+  const json* v = take(key);
+  if (!v) return std::nullopt;
+  if (!v->is_string()) throw invalid_request("field '" + field(key) + "' must be a string");
+  const auto& s = v->get_ref<const std::string&>();
+  if (s.size() > max_length) {
+    throw invalid_request("field '" + field(key) + "' must be at most " +
+                          std::to_string(max_length) + " characters");
+  }
+  return s;
+}
+
+std::optional<core::millis> object_reader::duration(std::string_view key, std::int64_t max_ms) {
+  auto n = integer(key, 0, max_ms);
+  if (!n) return std::nullopt;
+  return core::millis{*n};
+}
+
+std::optional<object_reader> object_reader::object(std::string_view key) {
+  const json* v = take(key);
+  if (!v) return std::nullopt;
+  return object_reader(*v, field(key));
+}
+
+void object_reader::finish() const {
+  for (auto it = object_.begin(); it != object_.end(); ++it) {
+    if (std::find(seen_.begin(), seen_.end(), it.key()) == seen_.end()) {
+      throw invalid_request("unknown field '" + field(it.key()) + "'");
+    }
+  }
+}
+
+}  // namespace gatherd::service

@@ -1,0 +1,47 @@
+// Strict reading of JSON request bodies: every field is typed and range-checked, and a field
+// nobody asked for is an error naming it (a typo such as `timeout` must never pass silently).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "libcore/clock.hpp"
+
+namespace gatherd::service {
+
+using json = nlohmann::json;
+
+// Parses a request body; a syntax error is a 400 invalid_request.
+json parse_json_body(std::string_view body);
+
+class object_reader {
+ public:
+  // `path` names the object in messages ("", "params", "jobs[3].retry").
+  object_reader(const json& value, std::string path);
+
+  bool has(std::string_view key) const { return object_.contains(key); }
+  const json* raw(std::string_view key);  // any JSON value
+  std::optional<std::int64_t> integer(std::string_view key, std::int64_t min, std::int64_t max);
+  std::optional<double> number(std::string_view key, double min, double max);
+  std::optional<bool> boolean(std::string_view key);
+  std::optional<std::string> string(std::string_view key, std::size_t max_length);
+  std::optional<core::millis> duration(std::string_view key, std::int64_t max_ms);
+  std::optional<object_reader> object(std::string_view key);
+  std::string field(std::string_view key) const;  // full name, for messages
+
+  // Rejects fields that were never read.
+  void finish() const;
+
+ private:
+  const json* take(std::string_view key);
+  const json& object_;
+  std::string path_;
+  std::vector<std::string_view> seen_;
+};
+
+}  // namespace gatherd::service

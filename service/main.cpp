@@ -1,0 +1,107 @@
+// gatherd: wires the engine, the HTTP API and the server, runs the I/O threads, and shuts
+// down gracefully on SIGTERM/SIGINT (readiness 503, drain, stop accepting, let jobs finish
+// within the grace, cancel the rest, flush logs, exit 0).
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include "libcore/engine.hpp"
+#include "service/config.hpp"
+#include "service/http_api.hpp"
+#include "service/job_events.hpp"
+#include "service/log.hpp"
+#include "service/metrics.hpp"
+#include "service/server.hpp"
+
+namespace net = boost::asio;
+using namespace gatherd;
+using namespace gatherd::service;
+
+namespace {
+
+net::awaitable<void> pause(std::chrono::milliseconds d) {
+  net::steady_timer t(co_await net::this_coro::executor, d);
+  co_await t.async_wait(net::as_tuple(net::use_awaitable));
+}
+
+net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& c, http_api& api,
+                                        server& srv, core::engine& engine, net::io_context& ioc) {
+  auto [ec, signal] = co_await signals.async_wait(net::as_tuple(net::use_awaitable));
+  const auto began = std::chrono::steady_clock::now();
+  log::info("shutdown.begin").add("signal", signal).add("drain_ms", c.drain.count())
+      .add("grace_ms", c.shutdown_grace.count());
+  api.set_readiness(readiness::draining);
+  if (c.drain.count() > 0) co_await pause(c.drain);  // let load balancers see 503
+  srv.stop_accepting();
+  srv.drain();
+  co_await engine.shutdown(c.shutdown_grace);  // jobs finish or are cancelled, cleanup awaited
+  // Requests in flight (long-polls included) end now that every job is final; bound the wait.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (srv.open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
+    co_await pause(std::chrono::milliseconds(10));
+  }
+  srv.close_all();
+  while (srv.open_connections() > 0) co_await pause(std::chrono::milliseconds(10));
+  log::info("shutdown.done").add("duration_ms", std::chrono::duration<double, std::milli>(
+                                                    std::chrono::steady_clock::now() - began)
+                                                    .count());
+  ioc.stop();
+}
+
+}  // namespace
+
+int main(int argc, char* argv[]) {
+  const command cmd = parse_command_line(argc, argv);
+  if (cmd.what != command::action::run) {
+    (cmd.what == command::action::exit_ok ? std::cout : std::cerr) << cmd.output;
+    return cmd.what == command::action::exit_ok ? 0 : 2;
+  }
+  const config& c = cmd.settings;
+  log::init(c);
+  int status = 0;
+  {
+    net::io_context ioc(static_cast<int>(c.threads));
+    metrics meter;
+    job_events events(meter);
+    core::engine engine(ioc.get_executor(),
+                        core::engine_config{c.max_running, c.max_queued, c.max_retained_jobs,
+                                            c.default_retention, c.compute_threads},
+                        &events);
+    meter.on_scrape([&engine](metrics& m) {
+      m.set_jobs(engine.queued(), engine.running(), engine.retained());
+      m.set_log_dropped(log::dropped());
+    });
+    http_api api(c, engine, meter);
+    server srv(ioc, c, api, meter);
+    try {
+      const auto bound = srv.listen();
+      log::info("listening").add("address", bound.address().to_string()).add("port", static_cast<int>(bound.port()));
+    } catch (const std::exception& e) {
+      log::error("listen_failed").add("host", c.host).add("port", static_cast<int>(c.port)).add("error", e.what());
+      log::shutdown();
+      return 1;
+    }
+    net::signal_set signals(ioc, SIGINT, SIGTERM);
+    net::co_spawn(ioc, shutdown_on_signal(signals, c, api, srv, engine, ioc), net::detached);
+    engine.start();
+    srv.start();
+    api.set_readiness(readiness::ready);
+    log::info("started").add("threads", c.threads).add("compute_threads", c.compute_threads)
+        .add("max_running", c.max_running).add("max_queued", c.max_queued)
+        .add("auth", !c.api_tokens.empty());
+
+    std::vector<std::thread> threads;
+    for (std::size_t i = 1; i < c.threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
+    ioc.run();
+    for (auto& t : threads) t.join();
+  }
+  log::shutdown();
+  return status;
+}

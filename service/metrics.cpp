@@ -1,0 +1,152 @@
+#include "service/metrics.hpp"
+
+#include <prometheus/text_serializer.h>
+
+#include <map>
+#include <tuple>
+
+#include "service/process_collector.hpp"
+
+namespace gatherd::service {
+
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+using prometheus::Histogram;
+
+const Histogram::BucketBoundaries request_buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                     0.05,   0.1,   0.25,   0.5,   1,    2.5,
+                                                     5,      10,    30,     60};
+const Histogram::BucketBoundaries job_buckets = {0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1,
+                                                 2.5,   5,     10,   30,   60,  300, 1800};
+
+// Only methods we route are labels; anything else is "other" (bounded label values).
+std::string_view method_label(std::string_view m) {
+  for (std::string_view known : {"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"}) {
+    if (m == known) return known;
+  }
+  return "other";
+}
+
+}  // namespace
+
+metrics::metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      requests_(BuildCounter().Name("gatherd_http_requests_total")
+                    .Help("HTTP requests answered, by route, method and status code.")
+                    .Register(*registry_)),
+      request_seconds_(BuildHistogram().Name("gatherd_http_request_duration_seconds")
+                           .Help("Time from a complete request to its response, by route.")
+                           .Register(*registry_)),
+      connections_open_(BuildGauge().Name("gatherd_http_connections_open")
+                            .Help("Client connections open now.")
+                            .Register(*registry_).Add({})),
+      connections_rejected_(BuildCounter().Name("gatherd_http_connections_rejected_total")
+                                .Help("Connections closed at accept because --max-connections were open.")
+                                .Register(*registry_).Add({})),
+      jobs_submitted_(BuildCounter().Name("gatherd_jobs_submitted_total")
+                          .Help("Jobs admitted, by kind.")
+                          .Register(*registry_)),
+      jobs_finished_(BuildCounter().Name("gatherd_jobs_finished_total")
+                         .Help("Jobs that reached a terminal state, by kind and state.")
+                         .Register(*registry_)),
+      jobs_rejected_(BuildCounter().Name("gatherd_jobs_rejected_total")
+                         .Help("Jobs refused at admission, by reason (queue_full, shutting_down).")
+                         .Register(*registry_)),
+      job_retries_(BuildCounter().Name("gatherd_job_retries_total")
+                       .Help("Attempts retried after a failure, by kind.")
+                       .Register(*registry_)),
+      job_seconds_(BuildHistogram().Name("gatherd_job_duration_seconds")
+                       .Help("Time jobs spent running (started to finished), by kind.")
+                       .Register(*registry_)),
+      queue_wait_(BuildHistogram().Name("gatherd_job_queue_wait_seconds")
+                      .Help("Time jobs waited for a run slot.")
+                      .Register(*registry_).Add({}, job_buckets)),
+      jobs_queued_(BuildGauge().Name("gatherd_jobs_queued").Help("Jobs waiting for a run slot.")
+                       .Register(*registry_).Add({})),
+      jobs_running_(BuildGauge().Name("gatherd_jobs_running").Help("Jobs running now.")
+                        .Register(*registry_).Add({})),
+      jobs_retained_(BuildGauge().Name("gatherd_jobs_retained").Help("Finished jobs kept for reading.")
+                         .Register(*registry_).Add({})),
+      log_dropped_(BuildCounter().Name("gatherd_log_messages_dropped_total")
+                       .Help("Log lines dropped because the log queue was full.")
+                       .Register(*registry_).Add({})),
+      process_(std::make_shared<process_collector>()) {
+  BuildGauge().Name("gatherd_build_info").Help("Build information; the value is always 1.")
+      .Register(*registry_).Add({{"version", GATHERD_VERSION}}).Set(1);
+  for (auto kind : core::all_job_kinds) {  // also exposes zeros from the start
+    const auto k = static_cast<std::size_t>(kind);
+    const std::string name(core::to_string(kind));
+    submitted_by_kind_[k] = &jobs_submitted_.Add({{"kind", name}});
+    retries_by_kind_[k] = &job_retries_.Add({{"kind", name}});
+    seconds_by_kind_[k] = &job_seconds_.Add({{"kind", name}}, job_buckets);
+    for (auto state : core::all_job_states) {
+      if (!core::is_terminal(state)) continue;
+      finished_by_kind_state_[k][static_cast<std::size_t>(state)] =
+          &jobs_finished_.Add({{"kind", name}, {"state", std::string(core::to_string(state))}});
+    }
+  }
+  for (const char* reason : {"queue_full", "shutting_down"}) jobs_rejected_.Add({{"reason", reason}});
+}
+
+void metrics::request_done(std::string_view route, std::string_view method, unsigned status,
+                           double seconds) {
+  // Per-thread caches: no lock on the hot path once a label set has been seen.
+  using key = std::tuple<std::string_view, std::string_view, unsigned>;
+  thread_local std::map<key, prometheus::Counter*> counters;
+  thread_local std::map<std::string_view, Histogram*> histograms;
+  const std::string_view m = method_label(method);
+  auto& counter = counters[{route, m, status}];
+  if (!counter) {
+    counter = &requests_.Add({{"route", std::string(route)},
+                              {"method", std::string(m)},
+                              {"code", std::to_string(status)}});
+  }
+  counter->Increment();
+  auto& histogram = histograms[route];
+  if (!histogram) histogram = &request_seconds_.Add({{"route", std::string(route)}}, request_buckets);
+  histogram->Observe(seconds);
+}
+
+void metrics::job_submitted(core::job_kind kind) {
+  submitted_by_kind_[static_cast<std::size_t>(kind)]->Increment();
+}
+
+void metrics::job_rejected(std::string_view reason, std::size_t count) {
+  jobs_rejected_.Add({{"reason", std::string(reason)}}).Increment(static_cast<double>(count));
+}
+
+void metrics::job_retried(core::job_kind kind) {
+  retries_by_kind_[static_cast<std::size_t>(kind)]->Increment();
+}
+
+void metrics::job_finished(core::job_kind kind, core::job_state state, double run_seconds) {
+  const auto k = static_cast<std::size_t>(kind);
+  finished_by_kind_state_[k][static_cast<std::size_t>(state)]->Increment();
+  seconds_by_kind_[k]->Observe(run_seconds);
+}
+
+void metrics::set_jobs(std::size_t queued, std::size_t running, std::size_t retained) {
+  jobs_queued_.Set(static_cast<double>(queued));
+  jobs_running_.Set(static_cast<double>(running));
+  jobs_retained_.Set(static_cast<double>(retained));
+}
+
+void metrics::set_log_dropped(std::size_t dropped) {
+  const double now = static_cast<double>(dropped);
+  if (now > log_dropped_seen_) log_dropped_.Increment(now - log_dropped_seen_);
+  log_dropped_seen_ = now;
+}
+
+std::string metrics::scrape() {
+  std::lock_guard lock(scrape_mutex_);
+  if (refresh_) refresh_(*this);
+  auto families = registry_->Collect();
+  auto process = process_->Collect();
+  families.insert(families.end(), process.begin(), process.end());
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace gatherd::service

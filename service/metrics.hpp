@@ -1,0 +1,75 @@
+// Prometheus metrics of the process, served by our own /metrics route (no civetweb).
+// Counters and histograms are looked up once and cached: Family::Add takes a mutex.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <functional>
+#include <mutex>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "libcore/job.hpp"
+
+namespace gatherd::service {
+
+class metrics {
+ public:
+  metrics();
+
+  // HTTP
+  void request_done(std::string_view route, std::string_view method, unsigned status, double seconds);
+  void connection_opened() { connections_open_.Increment(); }
+  void connection_closed() { connections_open_.Decrement(); }
+  void connection_rejected() { connections_rejected_.Increment(); }
+
+  // Jobs
+  void job_submitted(core::job_kind kind);
+  void job_rejected(std::string_view reason, std::size_t count);
+  void job_started(double queue_wait_seconds) { queue_wait_.Observe(queue_wait_seconds); }
+  void job_retried(core::job_kind kind);
+  void job_finished(core::job_kind kind, core::job_state state, double run_seconds);
+
+  // Values read at scrape time (gauges owned by someone else).
+  void on_scrape(std::function<void(metrics&)> refresh) { refresh_ = std::move(refresh); }
+  void set_jobs(std::size_t queued, std::size_t running, std::size_t retained);
+  void set_log_dropped(std::size_t dropped);
+
+  // The exposition text of every metric.
+  std::string scrape();
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Histogram>& request_seconds_;
+  prometheus::Gauge& connections_open_;
+  prometheus::Counter& connections_rejected_;
+  prometheus::Family<prometheus::Counter>& jobs_submitted_;
+  prometheus::Family<prometheus::Counter>& jobs_finished_;
+  prometheus::Family<prometheus::Counter>& jobs_rejected_;
+  prometheus::Family<prometheus::Counter>& job_retries_;
+  prometheus::Family<prometheus::Histogram>& job_seconds_;
+  prometheus::Histogram& queue_wait_;
+  prometheus::Gauge& jobs_queued_;
+  prometheus::Gauge& jobs_running_;
+  prometheus::Gauge& jobs_retained_;
+  prometheus::Counter& log_dropped_;
+  std::shared_ptr<prometheus::Collectable> process_;
+  std::function<void(metrics&)> refresh_;
+  std::mutex scrape_mutex_;
+  double log_dropped_seen_ = 0;
+  // Label sets known in advance, looked up once.
+  static constexpr std::size_t kinds = std::size(core::all_job_kinds);
+  static constexpr std::size_t states = std::size(core::all_job_states);
+  std::array<prometheus::Counter*, kinds> submitted_by_kind_{};
+  std::array<prometheus::Counter*, kinds> retries_by_kind_{};
+  std::array<prometheus::Histogram*, kinds> seconds_by_kind_{};
+  std::array<std::array<prometheus::Counter*, states>, kinds> finished_by_kind_state_{};
+};
+
+}  // namespace gatherd::service

@@ -1,0 +1,255 @@
+#include "service/server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <mutex>
+#include <unordered_set>
+
+#include "service/http_api.hpp"
+#include "service/log.hpp"
+#include "service/metrics.hpp"
+
+namespace gatherd::service {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using net::use_awaitable;
+constexpr auto tuple_awaitable = net::as_tuple(net::use_awaitable);
+
+namespace {
+
+struct connection {
+  explicit connection(tcp::socket socket) : stream(std::move(socket)) {}
+  beast::tcp_stream stream;
+  bool busy = false;  // a request is being read past its header, handled or answered; strand only
+};
+
+std::string remote_of(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  if (ec) return "unknown";
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+http_request to_request(const http::request<http::string_body>& in, const std::string& remote) {
+  http_request req;
+  req.method = std::string(in.method_string());
+  req.target = std::string(in.target());
+  req.content_type = std::string(in[http::field::content_type]);
+  req.accept = std::string(in[http::field::accept]);
+  req.authorization = std::string(in[http::field::authorization]);
+  req.request_id = std::string(in["X-Request-Id"]);
+  req.remote = remote;
+  req.body = in.body();
+  return req;
+}
+
+http::response<http::string_body> to_beast(http_response&& res, unsigned version, bool keep_alive) {
+  http::response<http::string_body> out{static_cast<http::status>(res.status), version};
+  out.set(http::field::server, "gatherd");
+  if (!res.content_type.empty()) out.set(http::field::content_type, res.content_type);
+  for (auto& [name, value] : res.headers) out.set(name, value);
+  out.keep_alive(keep_alive);
+  out.body() = std::move(res.body);
+  out.prepare_payload();
+  return out;
+}
+
+// Why reading a request failed: a client error to answer before closing, or just a close.
+struct read_failure {
+  unsigned status = 0;  // 0: close without answering (peer gone, timeout, shutdown)
+  std::string code, detail;
+};
+
+read_failure classify(const beast::error_code& ec, const config& c) {
+  if (ec == http::error::header_limit) {
+    return {431, "headers_too_large",
+            "the request header block exceeds " + std::to_string(c.max_header_bytes) + " bytes"};
+  }
+  if (ec == http::error::body_limit) {
+    return {413, "payload_too_large",
+            "the request body exceeds " + std::to_string(c.max_body_bytes) + " bytes"};
+  }
+  const beast::error_code end_of_stream = http::error::end_of_stream;
+  if (ec.category() == end_of_stream.category() && ec != http::error::end_of_stream &&
+      ec != http::error::partial_message) {
+    return {400, "invalid_request", "malformed HTTP request: " + ec.message()};
+  }
+  return {};
+}
+
+}  // namespace
+
+struct server::impl {
+  impl(net::io_context& ioc, const config& c, http_api& api, metrics& m)
+      : ioc(ioc), cfg(c), api(api), meter(m), acceptor(net::make_strand(ioc)) {}
+
+  net::awaitable<void> accept_loop();
+  net::awaitable<void> session(std::shared_ptr<connection> c);
+  net::awaitable<void> answer_and_close(connection& c, const http::request_parser<http::string_body>& parser,
+                                        const read_failure& failure, const std::string& remote);
+  template <class F>
+  void for_each_connection(F f);
+
+  net::io_context& ioc;
+  const config& cfg;
+  http_api& api;
+  metrics& meter;
+  tcp::acceptor acceptor;
+  std::atomic<bool> draining{false};
+  std::atomic<std::size_t> open{0};
+  std::mutex mutex;
+  std::unordered_set<std::shared_ptr<connection>> connections;
+};
+
+net::awaitable<void> server::impl::accept_loop() {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(net::make_strand(ioc), tuple_awaitable);
+    if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec) {  // e.g. out of file descriptors: back off instead of spinning
+      log::warn("http.accept_failed").add("error", ec.message());
+      net::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(50));
+      co_await pause.async_wait(tuple_awaitable);
+      continue;
+    }
+    if (open.load() >= cfg.max_connections) {
+      meter.connection_rejected();
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    auto c = std::make_shared<connection>(std::move(socket));
+    {
+      std::lock_guard lock(mutex);
+      connections.insert(c);
+    }
+    ++open;
+    meter.connection_opened();
+    net::co_spawn(c->stream.get_executor(), session(c), [this, c](std::exception_ptr) {
+      {
+        std::lock_guard lock(mutex);
+        connections.erase(c);
+      }
+      --open;
+      meter.connection_closed();
+    });
+  }
+}
+
+net::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
+  beast::tcp_stream& stream = c->stream;
+  const std::string remote = remote_of(stream.socket());
+  beast::flat_buffer buffer;
+  while (!draining.load()) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
+    parser.body_limit(cfg.max_body_bytes);
+
+    stream.expires_after(cfg.header_timeout);
+    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
+    if (!ec) {
+      c->busy = true;
+      if (parser.get()[http::field::expect] == "100-continue") {
+        http::response<http::empty_body> go_on{http::status::continue_, 11};
+        std::tie(ec, n) = co_await http::async_write(stream, go_on, tuple_awaitable);
+      }
+    }
+    if (!ec && !parser.is_done()) {
+      stream.expires_after(cfg.body_timeout);
+      std::tie(ec, n) = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
+    }
+    if (ec) {
+      const read_failure failure = classify(ec, cfg);
+      if (failure.status) co_await answer_and_close(*c, parser, failure, remote);
+      break;
+    }
+
+    stream.expires_never();  // handlers may long-poll; their own limits bound them
+    const auto& message = parser.get();
+    http_request request = to_request(message, remote);
+    http_response res = co_await api.handle(std::move(request));
+    const bool keep_alive = message.keep_alive() && !draining.load();
+    auto out = to_beast(std::move(res), message.version(), keep_alive);
+    stream.expires_after(cfg.body_timeout);
+    std::tie(ec, n) = co_await http::async_write(stream, out, tuple_awaitable);
+    c->busy = false;
+    if (ec || !keep_alive) break;
+  }
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream.socket().close(ignored);
+}
+
+net::awaitable<void> server::impl::answer_and_close(connection& c,
+                                                    const http::request_parser<http::string_body>& parser,
+                                                    const read_failure& failure,
+                                                    const std::string& remote) {
+  http_request partial;
+  if (parser.is_header_done()) partial = to_request(parser.get(), remote);
+  partial.remote = remote;
+  partial.body.clear();
+  http_response res = api.reject(partial, failure.status, failure.code, failure.detail);
+  auto out = to_beast(std::move(res), 11, false);
+  c.stream.expires_after(cfg.body_timeout);
+  co_await http::async_write(c.stream, out, tuple_awaitable);
+}
+
+template <class F>
+void server::impl::for_each_connection(F f) {
+  std::lock_guard lock(mutex);
+  for (const auto& c : connections) {
+    net::post(c->stream.get_executor(), [c, f] { f(*c); });
+  }
+}
+
+server::server(net::io_context& ioc, const config& c, http_api& api, metrics& m)
+    : impl_(std::make_unique<impl>(ioc, c, api, m)) {}
+
+server::~server() = default;
+
+tcp::endpoint server::listen() {
+  tcp::endpoint endpoint(net::ip::make_address(impl_->cfg.host), impl_->cfg.port);
+  auto& acceptor = impl_->acceptor;
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(net::socket_base::reuse_address(true));
+  acceptor.bind(endpoint);
+  acceptor.listen(net::socket_base::max_listen_connections);
+  return acceptor.local_endpoint();
+}
+
+void server::start() {
+  net::co_spawn(impl_->acceptor.get_executor(), impl_->accept_loop(), [](std::exception_ptr e) {
+    if (e) log::error("http.accept_loop_failed");
+  });
+}
+
+void server::stop_accepting() {
+  net::post(impl_->acceptor.get_executor(), [this] {
+    boost::system::error_code ignored;
+    impl_->acceptor.close(ignored);
+  });
+}
+
+void server::drain() {
+  impl_->draining.store(true);
+  impl_->for_each_connection([](connection& c) {
+    if (!c.busy) c.stream.cancel();  // idle between requests: its pending header read ends now
+  });
+}
+
+void server::close_all() {
+  impl_->for_each_connection([](connection& c) { c.stream.cancel(); });
+}
+
+std::size_t server::open_connections() const { return impl_->open.load(); }
+
+}  // namespace gatherd::service
