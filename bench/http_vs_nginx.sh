@@ -36,6 +36,7 @@ die() {
 command -v "$WRK_BIN" >/dev/null || die "wrk not found (apt-get install wrk)"
 [[ -x $NGINX_BIN ]] || die "nginx not found at $NGINX_BIN (apt-get install nginx-light)"
 
+START_TS=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 WORKDIR=$(mktemp -d -t gatherd-bench-http.XXXXXX)
 WRK_PID=""
 cleanup() {
@@ -153,7 +154,7 @@ echo "## Raw HTTP: gatherd vs nginx"
 echo
 echo "wrk -t$WRK_THREADS -c$WRK_CONNS -d$WRK_DURATION --latency, $BENCH_ROUNDS interleaved round(s)" \
     "(nginx -> GET /healthz -> POST /v1/jobs), warmup $WRK_WARMUP per target;" \
-    "$(nproc) cores shared by wrk, nginx and gatherd, nothing pinned. $(date -u +%Y-%m-%dT%H:%M:%SZ)," \
+    "$(nproc) cores shared by wrk, nginx and gatherd, nothing pinned. Started $START_TS," \
     "binary \`${GATHERD_BIN#"$REPO_DIR"/}\`$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null | sed 's/^/ at commit /')."
 echo
 report_rc=0

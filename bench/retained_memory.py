@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # keep bench/lib free of __pycache__
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import benchlib  # noqa: E402
 
@@ -186,6 +187,7 @@ def main():
     # SIGTERM ends the run through the finally below, like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     workdir = tempfile.mkdtemp(prefix="gatherd-bench-mem.")
     log_path = os.path.join(workdir, "gatherd.log")
     env = {k: v for k, v in os.environ.items() if k not in ("GATHERD_API_TOKENS", "GATHERD_API_TOKEN")}
@@ -253,8 +255,7 @@ def main():
         print()
         print(f"gatherd `{os.path.relpath(binary, REPO_DIR) if binary.startswith(REPO_DIR) else binary}` "
               f"{' '.join(SERVER_ARGS)}; {len(ids):,} `sleep` jobs (0 ms) in batches of {args.batch} "
-              f"over one keep-alive connection, after a warmup of {args.warmup:,}. "
-              f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}.")
+              f"over one keep-alive connection, after a warmup of {args.warmup:,}. Started {started}.")
         print()
         print("| metric | value |")
         print("|---|---|")

@@ -319,6 +319,9 @@ awaitable<job_snapshot> engine::do_get(job_id id, millis wait) {
   while (!is_terminal(job->state) && steady_clock::now() < deadline) {
     co_await job->finished.wait_until(deadline);
   }
+  if (registry_.find(id) != job) {
+    throw engine_error(engine_errc::not_found, "job " + id.to_string() + " was deleted");
+  }
   co_return job->snapshot();
 }
 

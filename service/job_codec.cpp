@@ -30,9 +30,17 @@ sleep_params parse_sleep(object_reader& r) {
   return p;
 }
 
-compute_params parse_compute(object_reader& r) {
+compute_params parse_compute(const json& value, const std::string& path) {
+  // The fields allowed depend on the operation.
+  const json* op_value = value.is_object() && value.contains("op") ? &value["op"] : nullptr;
+  const std::string op = op_value && op_value->is_string() ? op_value->get<std::string>() : "";
+  if (value.is_object() && op != "primes" && op != "sha256") {
+    throw invalid_request("field '" + path + ".op' must be \"primes\" or \"sha256\"");
+  }
+  object_reader r = op == "sha256" ? object_reader(value, path, {"op", "data", "rounds"})
+                                   : object_reader(value, path, {"op", "n"});
+  r.string("op", 16);
   compute_params p;
-  auto op = r.string("op", 16);
   if (op == "primes") {
     p.op = compute_params::operation::primes;
     auto n = r.integer("n", 0, 10'000'000'000);
@@ -44,8 +52,6 @@ compute_params parse_compute(object_reader& r) {
     if (!data) throw invalid_request("field '" + r.field("data") + "' is required for op sha256");
     p.data = std::move(*data);
     p.rounds = static_cast<std::uint64_t>(r.integer("rounds", 1, 1'000'000'000).value_or(1));
-  } else {
-    throw invalid_request("field '" + r.field("op") + "' must be \"primes\" or \"sha256\"");
   }
   return p;
 }
@@ -57,7 +63,6 @@ retry_policy parse_retry(object_reader& r) {
   p.multiplier = r.number("multiplier", 1.0, 100.0).value_or(p.multiplier);
   p.max_backoff = r.duration("max_backoff_ms", max_duration_ms).value_or(p.max_backoff);
   p.jitter = r.boolean("jitter").value_or(p.jitter);
-  r.finish();
   return p;
 }
 
@@ -91,7 +96,9 @@ std::string fingerprint_of(const json& spec) {
 }  // namespace
 
 job_spec parse_job_spec(const json& body, const spec_limits& limits, const std::string& path) {
-  object_reader r(body, path);
+  object_reader r(body, path,
+                  {"kind", "params", "timeout_ms", "attempt_timeout_ms", "retry", "idempotency_key",
+                   "labels", "retention_ms"});
   job_spec spec;
   auto kind_name = r.string("kind", 32);
   if (!kind_name) throw invalid_request("field '" + r.field("kind") + "' is required");
@@ -100,24 +107,28 @@ job_spec parse_job_spec(const json& body, const spec_limits& limits, const std::
     throw invalid_request("field '" + r.field("kind") + "' must be one of: sleep, compute (got \"" +
                           *kind_name + "\")");
   }
-  auto params = r.object("params");
+  const json* params = r.raw("params");
   if (!params) throw invalid_request("field '" + r.field("params") + "' is required");
   if (*kind == job_kind::sleep) {
-    spec.params = parse_sleep(*params);
+    object_reader sleep(*params, r.field("params"),
+                        {"duration_ms", "result", "fail", "fail_attempts", "cleanup_ms"});
+    spec.params = parse_sleep(sleep);
   } else {
-    spec.params = parse_compute(*params);
+    spec.params = parse_compute(*params, r.field("params"));
   }
-  params->finish();
 
   spec.timeout = r.duration("timeout_ms", max_duration_ms);
   spec.attempt_timeout = r.duration("attempt_timeout_ms", max_duration_ms);
-  if (auto retry = r.object("retry")) spec.retry = parse_retry(*retry);
+  if (auto retry = r.object("retry", {"max_attempts", "initial_backoff_ms", "multiplier",
+                                      "max_backoff_ms", "jitter"})) {
+    spec.retry = parse_retry(*retry);
+  }
   if (auto key = r.string("idempotency_key", 256)) {
     if (key->empty()) throw invalid_request("field '" + r.field("idempotency_key") + "' must not be empty");
     spec.idempotency_key = std::move(*key);
     spec.fingerprint = fingerprint_of(body);
   }
-  if (const json* labels = r.raw("labels"); labels && !labels->is_null()) {
+  if (const json* labels = r.raw("labels")) {
     spec.labels = parse_labels(*labels, r.field("labels"));
   }
   if (auto retention = r.integer("retention_ms", 0, max_duration_ms * 365)) {
@@ -127,7 +138,6 @@ job_spec parse_job_spec(const json& body, const spec_limits& limits, const std::
     }
     spec.retention = millis{*retention};
   }
-  r.finish();
   return spec;
 }
 

@@ -13,11 +13,17 @@ json parse_json_body(std::string_view body) {
   return value;
 }
 
-object_reader::object_reader(const json& value, std::string path)
+object_reader::object_reader(const json& value, std::string path,
+                             std::initializer_list<std::string_view> allowed)
     : object_(value), path_(std::move(path)) {
   if (!value.is_object()) {
     throw invalid_request((path_.empty() ? std::string("the body") : "field '" + path_ + "'") +
                           " must be a JSON object");
+  }
+  for (auto it = object_.begin(); it != object_.end(); ++it) {
+    if (std::find(allowed.begin(), allowed.end(), it.key()) == allowed.end()) {
+      throw invalid_request("unknown field '" + field(it.key()) + "'");
+    }
   }
 }
 
@@ -25,18 +31,12 @@ std::string object_reader::field(std::string_view key) const {
   return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
 }
 
-const json* object_reader::take(std::string_view key) {
-  seen_.push_back(key);
-  auto it = object_.find(key);
-  if (it == object_.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-const json* object_reader::raw(std::string_view key) {
-  seen_.push_back(key);
+const json* object_reader::take(std::string_view key) const {
   auto it = object_.find(key);
   return it == object_.end() ? nullptr : &*it;
 }
+
+const json* object_reader::raw(std::string_view key) { return take(key); }
 
 std::optional<std::int64_t> object_reader::integer(std::string_view key, std::int64_t min,
                                                    std::int64_t max) {
@@ -95,18 +95,11 @@ std::optional<core::millis> object_reader::duration(std::string_view key, std::i
   return core::millis{*n};
 }
 
-std::optional<object_reader> object_reader::object(std::string_view key) {
+std::optional<object_reader> object_reader::object(std::string_view key,
+                                                   std::initializer_list<std::string_view> allowed) {
   const json* v = take(key);
   if (!v) return std::nullopt;
-  return object_reader(*v, field(key));
-}
-
-void object_reader::finish() const {
-  for (auto it = object_.begin(); it != object_.end(); ++it) {
-    if (std::find(seen_.begin(), seen_.end(), it.key()) == seen_.end()) {
-      throw invalid_request("unknown field '" + field(it.key()) + "'");
-    }
-  }
+  return object_reader(*v, field(key), allowed);
 }
 
 }  // namespace gatherd::service

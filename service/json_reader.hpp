@@ -1,5 +1,6 @@
 // Strict reading of JSON request bodies: every field is typed and range-checked, and a field
-// nobody asked for is an error naming it (a typo such as `timeout` must never pass silently).
+// outside the object's schema is an error naming it, reported before anything else (a typo
+// such as `timeout` must never pass silently). `null` is a value of the wrong type, not absence.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -21,8 +22,9 @@ json parse_json_body(std::string_view body);
 
 class object_reader {
  public:
-  // `path` names the object in messages ("", "params", "jobs[3].retry").
-  object_reader(const json& value, std::string path);
+  // `path` names the object in messages ("", "params", "jobs[3].retry"); `allowed` lists
+  // every field the object may have.
+  object_reader(const json& value, std::string path, std::initializer_list<std::string_view> allowed);
 
   bool has(std::string_view key) const { return object_.contains(key); }
   const json* raw(std::string_view key);  // any JSON value
@@ -31,17 +33,14 @@ class object_reader {
   std::optional<bool> boolean(std::string_view key);
   std::optional<std::string> string(std::string_view key, std::size_t max_length);
   std::optional<core::millis> duration(std::string_view key, std::int64_t max_ms);
-  std::optional<object_reader> object(std::string_view key);
+  std::optional<object_reader> object(std::string_view key,
+                                     std::initializer_list<std::string_view> allowed);
   std::string field(std::string_view key) const;  // full name, for messages
 
-  // Rejects fields that were never read.
-  void finish() const;
-
  private:
-  const json* take(std::string_view key);
+  const json* take(std::string_view key) const;
   const json& object_;
   std::string path_;
-  std::vector<std::string_view> seen_;
 };
 
 }  // namespace gatherd::service

@@ -68,6 +68,15 @@ std::size_t dropped() {
   return pool ? pool->overrun_counter() : 0;
 }
 
+void announce(std::string_view msg, std::string_view key1, std::string_view value1,
+              std::string_view key2, std::int64_t value2) {
+  if (!logger || logger->level() == spdlog::level::off) return;
+  const auto configured = logger->level();
+  logger->set_level(std::min(configured, spdlog::level::info));
+  info(msg).add(key1, value1).add(key2, value2);
+  logger->set_level(configured);
+}
+
 event::event(level lvl, std::string_view msg)
     : enabled_(logger && logger->should_log(to_spdlog(lvl))), level_(lvl) {
   if (!enabled_) return;

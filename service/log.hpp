@@ -47,6 +47,10 @@ class event {
 };
 
 inline event info(std::string_view msg) { return event(level::info, msg); }
+// An info line written at any --log-level but off (the "listening" line tools wait for).
+// Start-up only: it briefly lowers the logger's level, which is not thread-safe.
+void announce(std::string_view msg, std::string_view key1, std::string_view value1,
+              std::string_view key2, std::int64_t value2);
 inline event warn(std::string_view msg) { return event(level::warn, msg); }
 inline event error(std::string_view msg) { return event(level::error, msg); }
 inline event debug(std::string_view msg) { return event(level::debug, msg); }

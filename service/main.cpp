@@ -82,7 +82,7 @@ int main(int argc, char* argv[]) {
     server srv(ioc, c, api, meter);
     try {
       const auto bound = srv.listen();
-      log::info("listening").add("address", bound.address().to_string()).add("port", static_cast<int>(bound.port()));
+      log::announce("listening", "address", bound.address().to_string(), "port", bound.port());
     } catch (const std::exception& e) {
       log::error("listen_failed").add("host", c.host).add("port", static_cast<int>(c.port)).add("error", e.what());
       log::shutdown();

@@ -36,9 +36,8 @@ core::awaitable<http_response> http_api::submit_job(const http_request& req) {
 core::awaitable<http_response> http_api::submit_batch(const http_request& req) {
   require_json_body(req);
   const json body = parse_json_body(req.body);
-  object_reader r(body, "");
+  object_reader r(body, "", {"jobs"});
   const json* jobs = r.raw("jobs");
-  r.finish();
   if (!jobs || !jobs->is_array() || jobs->empty() || jobs->size() > config_.max_batch) {
     throw invalid_request("field 'jobs' must be an array of 1 to " +
                           std::to_string(config_.max_batch) + " job specs");
@@ -106,9 +105,8 @@ core::awaitable<http_response> http_api::cancel_job(const http_request& req, con
   if (!req.body.empty()) {
     require_json_body(req);
     const json body = parse_json_body(req.body);
-    object_reader r(body, "");
+    object_reader r(body, "", {"reason"});
     reason = r.string("reason", 1024).value_or("");
-    r.finish();
   }
   auto job = co_await engine_.cancel(job_id_of(match), std::move(reason));
   co_return json_response(202, encode_job(job));

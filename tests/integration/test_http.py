@@ -3,7 +3,7 @@ keep-alive, slow clients and the connection cap."""
 
 import http.client
 import json
-import socket
+import re
 import threading
 import time
 import unittest
@@ -18,12 +18,8 @@ def sleep_with(**params):
 
 
 class Validation(GatherdTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-
     def setUp(self):
-        self.srv = self.start("--max-retention-ms", "100000")
+        self.srv = self.start("--max-retention-ms", "100000", "--default-retention-ms", "100000")
 
     def check_400(self, body, detail_contains=None, path="/v1/jobs", raw=False):
         headers = {"Content-Type": "application/json"}
@@ -87,6 +83,16 @@ class Validation(GatherdTestCase):
             ({"kind": "compute", "params": {"op": "primes", "n": "100"}}, None),
         ]
         for body, field in cases:
+            with self.subTest(body=body):
+                self.check_400(body, field)
+
+    def test_null_for_typed_fields_is_400(self):
+        # The schema types these fields (object / integer); null is not one of them and must not
+        # silently mean "absent".
+        for body, field in [({**GOOD, "labels": None}, "labels"),
+                            ({**GOOD, "retry": None}, "retry"),
+                            ({**GOOD, "timeout_ms": None}, "timeout_ms"),
+                            ({**GOOD, "retry": {"max_attempts": None}}, "max_attempts")]:
             with self.subTest(body=body):
                 self.check_400(body, field)
 
@@ -396,6 +402,27 @@ class Connections(GatherdTestCase):
                 self.assertIs(conn.sock, sock, f"connection was closed after {method} {path}")
         finally:
             conn.close()
+
+    def test_pipelined_requests_answered_in_order(self):
+        srv = self.start()
+        s = raw_connect(srv)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: p1\r\n\r\n"
+                      b"GET /v1/nope HTTP/1.1\r\nHost: x\r\nX-Request-Id: p2\r\n\r\n"
+                      b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Request-Id: p3\r\n\r\n")
+            data = b""
+            deadline = time.monotonic() + 5
+            while data.count(b"HTTP/1.1 ") < 3 and time.monotonic() < deadline:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
+            ids = re.findall(rb"(?im)^x-request-id: *(\S+)\r$", data)
+            self.assertEqual(statuses, [b"200", b"404", b"200"], data)
+            self.assertEqual(ids, [b"p1", b"p2", b"p3"], data)
+        finally:
+            s.close()
 
     def test_slow_client_dropped_after_header_timeout(self):
         srv = self.start("--header-timeout-ms", "500")

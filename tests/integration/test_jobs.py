@@ -6,7 +6,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import TERMINAL_STATES, GatherdTestCase
+from harness import GatherdTestCase
 
 
 def sleep_spec(ms, **params):
@@ -472,8 +472,9 @@ class Batch(GatherdTestCase):
     def test_batch_invalid_spec_submits_nothing(self):
         srv = self.start()
         resp = srv.json("POST", "/v1/jobs/batch",
-                        {"jobs": [sleep_spec(0), {"kind": "sleep", "params": {"duraton_ms": 1}}]})
-        self.assertProblem(resp, 400, "invalid_request", detail_contains="duraton_ms")
+                        {"jobs": [sleep_spec(0), {**sleep_spec(0), "timeout": 1}]})
+        body = self.assertProblem(resp, 400, "invalid_request", detail_contains="timeout")
+        self.assertIn("jobs[1]", body["detail"], "detail does not say which spec is invalid")
         self.assertEqual(srv.json("GET", "/v1/jobs")[2]["jobs"], [])
 
     def test_batch_idempotency(self):
@@ -703,7 +704,7 @@ class Retention(GatherdTestCase):
         self.assertEqual(srv.get_job(long["id"])["state"], "succeeded")
 
     def test_retention_above_max_is_400(self):
-        srv = self.start("--max-retention-ms", "1000")
+        srv = self.start("--max-retention-ms", "1000", "--default-retention-ms", "1000")
         self.assertProblem(srv.json("POST", "/v1/jobs", {**sleep_spec(0), "retention_ms": 1001}),
                            400, "invalid_request", detail_contains="retention_ms")
         srv.submit({**sleep_spec(0), "retention_ms": 1000})

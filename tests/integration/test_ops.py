@@ -13,9 +13,10 @@ SLEEP = {"kind": "sleep", "params": {"duration_ms": 1}}
 
 
 def decision_flags():
-    """Every `--flag` in the flag table of docs/DECISIONS.md plus the API.md command line."""
+    """Every `--flag` in the flag table of docs/DECISIONS.md plus the API.md command line
+    (without --allow-private-fetch until the fetch kind exists)."""
     flags = set(re.findall(r"^\|\s*`(--[a-z0-9-]+)`", DECISIONS_PATH.read_text(), re.M))
-    flags |= {"--port", "--max-running", "--max-queued", "--allow-private-fetch",
+    flags |= {"--port", "--max-running", "--max-queued",
               "--shutdown-grace-ms", "--drain-ms", "--api-token", "--log-level", "--log-format"}
     return flags
 

@@ -50,10 +50,12 @@ class Shutdown(GatherdTestCase):
         self.assertEqual(body, {"status": "draining"})
         status, _, body = srv.json("GET", "/healthz")
         self.assertEqual((status, body), (200, {"status": "ok"}))
-        resp = srv.json("POST", "/v1/jobs", sleep_spec(1))
-        self.assertProblem(resp, 503, "shutting_down")
-        resp = srv.json("POST", "/v1/jobs/batch", {"jobs": [sleep_spec(1)]})
-        self.assertProblem(resp, 503, "shutting_down")
+        # While draining, work is still served: load balancers may send traffic until they see
+        # the 503 readiness, and refusing it would defeat the drain.
+        status, _, body = srv.json("POST", "/v1/jobs", sleep_spec(1))
+        self.assertEqual(status, 202, body)
+        status, _, body = srv.json("POST", "/v1/jobs/batch", {"jobs": [sleep_spec(1)]})
+        self.assertEqual(status, 202, body)
         self.assertLess(time.monotonic() - t0, 0.9, "test too slow to observe the drain")
         rc = srv.stop(timeout=10)
         elapsed = time.monotonic() - t0

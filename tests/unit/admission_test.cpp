@@ -225,7 +225,9 @@ TEST_F(engine_test, BatchThatFitsIsAdmittedInOrder) {
     require(subs.size() == 4, "4 submissions");
     for (std::size_t i = 0; i < subs.size(); ++i) {
       EXPECT_TRUE(subs[i].created);
-      if (i > 0) EXPECT_GT(subs[i].job.seq, subs[i - 1].job.seq);
+      if (i > 0) {
+        EXPECT_GT(subs[i].job.seq, subs[i - 1].job.seq);
+      }
       EXPECT_EQ(subs[i].job.state, i < 2 ? job_state::running : job_state::queued) << i;
     }
     for (auto& s : subs) EXPECT_EQ((co_await eng().get(s.job.id, 5000ms)).state, job_state::succeeded);

@@ -94,6 +94,35 @@ TEST_F(engine_test, BatchWithAConflictWithinItCreatesNothing) {
   });
 }
 
+// A key repeated within a batch makes one job, so the batch needs room for one job only.
+TEST_F(engine_test, BatchWithARepeatedKeyNeedsRoomForOneJob) {
+  config.max_running = 1;
+  config.max_queued = 0;
+  run([&]() -> awaitable<void> {
+    std::vector<job_spec> batch{keyed(10ms, "k", "fp"), keyed(10ms, "k", "fp")};
+    auto error = co_await error_of(eng().submit_batch(batch));
+    EXPECT_FALSE(error.has_value()) << "refused although the batch needs one slot and one is free";
+  });
+}
+
+// The registry on its own: a zero limit must give an empty page, not read past an empty vector.
+TEST(JobRegistry, ListWithLimitZeroReturnsAnEmptyPage) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        job_registry registry(10);
+        auto record = std::make_shared<job_record>();
+        record->id = job_id::random();
+        record->seq = 1;
+        registry.add(record);
+        job_query q;
+        q.limit = 0;
+        const auto page = registry.list(q);
+        std::exit(page.jobs.empty() ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 // ---- retention ------------------------------------------------------------------------------
 
 TEST_F(engine_test, FinishedJobsExpireAfterTheirRetention) {

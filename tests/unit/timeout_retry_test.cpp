@@ -102,6 +102,36 @@ TEST_F(engine_test, TimeoutDuringBackoffEndsTheJob) {
   });
 }
 
+TEST_F(engine_test, WholeJobTimeoutWinsOverAttemptTimeouts) {
+  run([&]() -> awaitable<void> {
+    auto spec = sleep_spec(1000ms);
+    spec.attempt_timeout = 500ms;
+    spec.retry = fixed_retry(3, 10ms);
+    spec.timeout = 80ms;
+    const auto t0 = steady_clock::now();
+    auto done = co_await eng().get((co_await eng().submit(spec)).job.id, 5000ms);
+    EXPECT_EQ(done.state, job_state::timed_out);
+    require(done.error.has_value(), "error set");
+    EXPECT_EQ(done.error->type, "timeout");
+    EXPECT_EQ(done.attempts, 1);
+    EXPECT_LE(ms_since(t0), 400.0);
+    EXPECT_TRUE(observer.backoffs().empty());  // the timeout is not a retried failure
+  });
+}
+
+TEST_F(engine_test, AttemptTimeoutWithinAWholeJobTimeoutEndsFailed) {
+  run([&]() -> awaitable<void> {
+    auto spec = sleep_spec(1000ms);
+    spec.attempt_timeout = 30ms;
+    spec.timeout = 2000ms;
+    auto done = co_await eng().get((co_await eng().submit(spec)).job.id, 5000ms);
+    EXPECT_EQ(done.state, job_state::failed);
+    require(done.error.has_value(), "error set");
+    EXPECT_EQ(done.error->type, "timeout");
+    EXPECT_EQ(done.attempts, 1);
+  });
+}
+
 // ---- attempts and retries -------------------------------------------------------------------
 
 TEST_F(engine_test, WithoutRetryAJobMakesOneAttempt) {

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Installs the build dependencies when missing and builds one preset: release (default) or asan.
+source "$(dirname "$0")/lib.sh"
+ensure_packages "${BUILD_PACKAGES[@]}"
+build_preset "${1:-release}"

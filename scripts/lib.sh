@@ -1,0 +1,30 @@
+# Shared by the scripts: paths and the Debian packages gatherd needs.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+BUILD_PACKAGES=(g++ cmake ninja-build ccache pkg-config
+  libboost1.81-all-dev libboost-url1.81-dev nlohmann-json3-dev libspdlog-dev prometheus-cpp-dev
+  libssl-dev libgtest-dev libgmock-dev libbenchmark-dev)
+TEST_PACKAGES=(python3 python3-yaml prometheus curl)
+BENCH_PACKAGES=(nginx-light wrk)
+
+# Installs whichever of the given packages are missing (needs root on Debian 12).
+ensure_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# Configures and builds one preset (release or asan).
+build_preset() {
+  local preset="$1"
+  cmake --preset "$preset" -S "$ROOT" >/dev/null
+  cmake --build --preset "$preset" -j "$(nproc)"
+}

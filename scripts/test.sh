@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The second command of the README (and all that CI runs): install what is missing, then build
+# and run every test (unit, integration, end-to-end) in the release and the ASan+UBSan builds.
+source "$(dirname "$0")/lib.sh"
+ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+presets=("${@:-release asan}")
+for preset in ${presets[@]}; do
+  echo "=== $preset: build"
+  build_preset "$preset"
+  echo "=== $preset: test"
+  ctest --preset "$preset" --test-dir "$ROOT/build/$preset" -j 2
+done
+echo "=== all tests passed"
