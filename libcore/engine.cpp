@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/system/system_error.hpp>
+#include <unordered_map>
 
 #include "libcore/kinds/compute.hpp"
 #include "libcore/kinds/sleep.hpp"
@@ -102,8 +103,25 @@ awaitable<std::vector<submission>> engine::do_submit_batch(std::vector<job_spec>
     observer_->job_rejected("shutting_down", specs.size());
     throw engine_error(engine_errc::shutting_down, "the server is shutting down");
   }
+  // Check everything before creating anything: keys replayed from the registry, and keys
+  // repeated within the batch (the same spec again replays the first, a different one conflicts).
   std::size_t fresh = 0;
-  for (const auto& spec : specs) fresh += replay(spec) ? 0 : 1;
+  std::unordered_map<std::string_view, std::string_view> batch_keys;  // key -> fingerprint
+  for (const auto& spec : specs) {
+    if (replay(spec)) continue;
+    if (!spec.idempotency_key.empty()) {
+      auto [it, inserted] = batch_keys.emplace(spec.idempotency_key, spec.fingerprint);
+      if (!inserted) {
+        if (it->second != spec.fingerprint) {
+          throw engine_error(engine_errc::idempotency_conflict,
+                             "idempotency_key '" + spec.idempotency_key +
+                                 "' appears twice in the batch with different specs");
+        }
+        continue;
+      }
+    }
+    ++fresh;
+  }
   check_room(fresh);
   std::vector<submission> out;
   out.reserve(specs.size());

@@ -71,6 +71,7 @@ job_page job_registry::list(const job_query& query) const {
     return true;
   };
   job_page page;
+  if (query.limit == 0) return page;
   auto end = query.before_seq ? by_seq_.lower_bound(*query.before_seq) : by_seq_.end();
   for (auto it = std::make_reverse_iterator(end); it != by_seq_.rend(); ++it) {
     if (!matches(*it->second)) continue;

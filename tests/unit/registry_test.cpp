@@ -324,6 +324,22 @@ TEST_F(engine_test, ConcurrentWaitersAreAllWoken) {
   });
 }
 
+TEST_F(engine_test, GetWithWaitOnAJobDeletedDuringTheWaitIsNotFound) {
+  run([&]() -> awaitable<void> {
+    auto id = (co_await eng().submit(sleep_spec(5000ms))).job.id;
+    net::co_spawn(
+        co_await net::this_coro::executor,
+        [&, id]() -> awaitable<void> {
+          co_await sleep_for(30ms);
+          co_await eng().remove(id);
+        },
+        net::detached);
+    const auto t0 = steady_clock::now();
+    EXPECT_EQ(co_await error_of(eng().get(id, 3000ms)), engine_errc::not_found);
+    EXPECT_LE(ms_since(t0), 1000.0);  // woken when the deleted job ended, not at the wait
+  });
+}
+
 TEST_F(engine_test, GetOfUnknownJobIsNotFound) {
   run([&]() -> awaitable<void> {
     EXPECT_EQ(co_await error_of(eng().get(job_id::random())), engine_errc::not_found);
