@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <boost/algorithm/string/predicate.hpp>
+#include <random>
 
 #include "service/log.hpp"
 #include "service/problem.hpp"
@@ -17,6 +18,18 @@ bool valid_request_id(std::string_view id) {
 }
 
 std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
+
+// Request ids need to be unique, not secret: a per-thread generator, seeded once from the OS.
+std::string new_request_id() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (int half = 0; half < 2; ++half) {
+    std::uint64_t bits = rng();
+    for (int i = 0; i < 16; ++i, bits >>= 4) id[half * 16 + i] = digits[bits & 0xf];
+  }
+  return id;
+}
 
 }  // namespace
 
@@ -57,7 +70,7 @@ bool http_api::authorized(const http_request& req) const {
 
 core::awaitable<http_response> http_api::handle(http_request req) {
   const auto started = core::steady_clock::now();
-  if (!valid_request_id(req.request_id)) req.request_id = core::job_id::random().to_string();
+  if (!valid_request_id(req.request_id)) req.request_id = new_request_id();
 
   routing r = find_route(req.method, req.target);
   std::string_view route = r.matched ? r.match.route : std::string_view("unmatched");
@@ -103,7 +116,7 @@ core::awaitable<http_response> http_api::dispatch(const http_request& req, const
 http_response http_api::reject(const http_request& partial, unsigned status, const std::string& code,
                                const std::string& detail) {
   http_request req = partial;
-  if (!valid_request_id(req.request_id)) req.request_id = core::job_id::random().to_string();
+  if (!valid_request_id(req.request_id)) req.request_id = new_request_id();
   http_response res = problem_response(status, code, detail);
   finish(req, "unmatched", res, core::steady_clock::now());
   return res;

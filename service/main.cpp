@@ -15,6 +15,7 @@
 #include "libcore/engine.hpp"
 #include "service/config.hpp"
 #include "service/http_api.hpp"
+#include "service/io_pool.hpp"
 #include "service/job_events.hpp"
 #include "service/log.hpp"
 #include "service/metrics.hpp"
@@ -32,7 +33,7 @@ net::awaitable<void> pause(std::chrono::milliseconds d) {
 }
 
 net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& c, http_api& api,
-                                        server& srv, core::engine& engine, net::io_context& ioc) {
+                                        server& srv, core::engine& engine, io_pool& io) {
   auto [ec, signal] = co_await signals.async_wait(net::as_tuple(net::use_awaitable));
   const auto began = std::chrono::steady_clock::now();
   log::info("shutdown.begin").add("signal", signal).add("drain_ms", c.drain.count())
@@ -52,7 +53,7 @@ net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& 
   log::info("shutdown.done").add("duration_ms", std::chrono::duration<double, std::milli>(
                                                     std::chrono::steady_clock::now() - began)
                                                     .count());
-  ioc.stop();
+  io.stop();
 }
 
 }  // namespace
@@ -67,10 +68,10 @@ int main(int argc, char* argv[]) {
   log::init(c);
   int status = 0;
   {
-    net::io_context ioc(static_cast<int>(c.threads));
+    io_pool io(c.threads);
     metrics meter;
     job_events events(meter);
-    core::engine engine(ioc.get_executor(),
+    core::engine engine(io.main().get_executor(),
                         core::engine_config{c.max_running, c.max_queued, c.max_retained_jobs,
                                             c.default_retention, c.compute_threads},
                         &events);
@@ -79,7 +80,7 @@ int main(int argc, char* argv[]) {
       m.set_log_dropped(log::dropped());
     });
     http_api api(c, engine, meter);
-    server srv(ioc, c, api, meter);
+    server srv(io, c, api, meter);
     try {
       const auto bound = srv.listen();
       log::announce("listening", "address", bound.address().to_string(), "port", bound.port());
@@ -88,8 +89,8 @@ int main(int argc, char* argv[]) {
       log::shutdown();
       return 1;
     }
-    net::signal_set signals(ioc, SIGINT, SIGTERM);
-    net::co_spawn(ioc, shutdown_on_signal(signals, c, api, srv, engine, ioc), net::detached);
+    net::signal_set signals(io.main(), SIGINT, SIGTERM);
+    net::co_spawn(io.main(), shutdown_on_signal(signals, c, api, srv, engine, io), net::detached);
     engine.start();
     srv.start();
     api.set_readiness(readiness::ready);
@@ -97,10 +98,7 @@ int main(int argc, char* argv[]) {
         .add("max_running", c.max_running).add("max_queued", c.max_queued)
         .add("auth", !c.api_tokens.empty());
 
-    std::vector<std::thread> threads;
-    for (std::size_t i = 1; i < c.threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
-    ioc.run();
-    for (auto& t : threads) t.join();
+    io.run();
   }
   log::shutdown();
   return status;

@@ -2,6 +2,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -26,10 +27,30 @@ constexpr auto tuple_awaitable = net::as_tuple(net::use_awaitable);
 
 namespace {
 
+using clock = std::chrono::steady_clock;
+
+// One client connection. Its session and its watchdog run on the connection's io_context,
+// which one thread runs: they never run concurrently.
+//
+// Read timeouts use a deadline checked by one watchdog timer per connection instead of a timer
+// armed around every socket operation (beast::tcp_stream's way): a request only moves the
+// deadline, and the watchdog re-arms itself when it wakes early, so the common path makes no
+// timer system calls.
 struct connection {
-  explicit connection(tcp::socket socket) : stream(std::move(socket)) {}
-  beast::tcp_stream stream;
-  bool busy = false;  // a request is being read past its header, handled or answered; strand only
+  explicit connection(tcp::socket s) : socket(std::move(s)), watchdog(socket.get_executor()) {}
+
+  void expire_in(clock::duration d) {
+    deadline = clock::now() + d;
+    if (deadline < armed) watchdog.cancel();  // armed too late: wake the watchdog to re-arm
+  }
+  void expire_never() { deadline = clock::time_point::max(); }
+
+  tcp::socket socket;
+  net::steady_timer watchdog;
+  clock::time_point deadline = clock::time_point::max();
+  clock::time_point armed = clock::time_point::max();
+  bool busy = false;    // a request is past its header: handled or being answered
+  bool closed = false;  // the session has ended
 };
 
 std::string remote_of(const tcp::socket& socket) {
@@ -89,17 +110,18 @@ read_failure classify(const beast::error_code& ec, const config& c) {
 }  // namespace
 
 struct server::impl {
-  impl(net::io_context& ioc, const config& c, http_api& api, metrics& m)
-      : ioc(ioc), cfg(c), api(api), meter(m), acceptor(net::make_strand(ioc)) {}
+  impl(io_pool& io, const config& c, http_api& api, metrics& m)
+      : io(io), cfg(c), api(api), meter(m), acceptor(io.main()) {}
 
   net::awaitable<void> accept_loop();
   net::awaitable<void> session(std::shared_ptr<connection> c);
+  net::awaitable<void> watch(std::shared_ptr<connection> c);
   net::awaitable<void> answer_and_close(connection& c, const http::request_parser<http::string_body>& parser,
                                         const read_failure& failure, const std::string& remote);
   template <class F>
   void for_each_connection(F f);
 
-  net::io_context& ioc;
+  io_pool& io;
   const config& cfg;
   http_api& api;
   metrics& meter;
@@ -112,7 +134,7 @@ struct server::impl {
 
 net::awaitable<void> server::impl::accept_loop() {
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(net::make_strand(ioc), tuple_awaitable);
+    auto [ec, socket] = co_await acceptor.async_accept(io.next(), tuple_awaitable);
     if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {  // e.g. out of file descriptors: back off instead of spinning
       log::warn("http.accept_failed").add("error", ec.message());
@@ -134,7 +156,7 @@ net::awaitable<void> server::impl::accept_loop() {
     }
     ++open;
     meter.connection_opened();
-    net::co_spawn(c->stream.get_executor(), session(c), [this, c](std::exception_ptr) {
+    net::co_spawn(c->socket.get_executor(), session(c), [this, c](std::exception_ptr) {
       {
         std::lock_guard lock(mutex);
         connections.erase(c);
@@ -145,26 +167,40 @@ net::awaitable<void> server::impl::accept_loop() {
   }
 }
 
+net::awaitable<void> server::impl::watch(std::shared_ptr<connection> c) {
+  while (!c->closed) {
+    if (clock::now() >= c->deadline) {  // too slow: drop it; its pending I/O ends at once
+      boost::system::error_code ignored;
+      c->socket.close(ignored);
+      co_return;
+    }
+    c->armed = c->deadline;
+    c->watchdog.expires_at(c->deadline);
+    co_await c->watchdog.async_wait(tuple_awaitable);
+  }
+}
+
 net::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
-  beast::tcp_stream& stream = c->stream;
-  const std::string remote = remote_of(stream.socket());
+  tcp::socket& stream = c->socket;
+  const std::string remote = remote_of(stream);
   beast::flat_buffer buffer;
+  c->expire_in(cfg.header_timeout);
+  net::co_spawn(stream.get_executor(), watch(c), net::detached);
   while (!draining.load()) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
     parser.body_limit(cfg.max_body_bytes);
 
-    stream.expires_after(cfg.header_timeout);
     auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
     if (!ec) {
-      c->busy = true;
+      c->busy = true;  // (the deadline set after the previous response still runs for the body)
       if (parser.get()[http::field::expect] == "100-continue") {
         http::response<http::empty_body> go_on{http::status::continue_, 11};
         std::tie(ec, n) = co_await http::async_write(stream, go_on, tuple_awaitable);
       }
     }
     if (!ec && !parser.is_done()) {
-      stream.expires_after(cfg.body_timeout);
+      c->expire_in(cfg.body_timeout);
       std::tie(ec, n) = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
     }
     if (ec) {
@@ -173,20 +209,23 @@ net::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
       break;
     }
 
-    stream.expires_never();  // handlers may long-poll; their own limits bound them
+    c->expire_never();  // handlers may long-poll; their own limits bound them
     const auto& message = parser.get();
     http_request request = to_request(message, remote);
     http_response res = co_await api.handle(std::move(request));
     const bool keep_alive = message.keep_alive() && !draining.load();
     auto out = to_beast(std::move(res), message.version(), keep_alive);
-    stream.expires_after(cfg.body_timeout);
+    // One deadline covers writing the response and receiving the next request's header.
+    c->expire_in(cfg.header_timeout);
     std::tie(ec, n) = co_await http::async_write(stream, out, tuple_awaitable);
     c->busy = false;
     if (ec || !keep_alive) break;
   }
+  c->closed = true;
+  c->watchdog.cancel();
   beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  stream.socket().close(ignored);
+  stream.shutdown(tcp::socket::shutdown_send, ignored);
+  stream.close(ignored);
 }
 
 net::awaitable<void> server::impl::answer_and_close(connection& c,
@@ -199,20 +238,20 @@ net::awaitable<void> server::impl::answer_and_close(connection& c,
   partial.body.clear();
   http_response res = api.reject(partial, failure.status, failure.code, failure.detail);
   auto out = to_beast(std::move(res), 11, false);
-  c.stream.expires_after(cfg.body_timeout);
-  co_await http::async_write(c.stream, out, tuple_awaitable);
+  c.expire_in(cfg.body_timeout);
+  co_await http::async_write(c.socket, out, tuple_awaitable);
 }
 
 template <class F>
 void server::impl::for_each_connection(F f) {
   std::lock_guard lock(mutex);
   for (const auto& c : connections) {
-    net::post(c->stream.get_executor(), [c, f] { f(*c); });
+    net::post(c->socket.get_executor(), [c, f] { f(*c); });
   }
 }
 
-server::server(net::io_context& ioc, const config& c, http_api& api, metrics& m)
-    : impl_(std::make_unique<impl>(ioc, c, api, m)) {}
+server::server(io_pool& io, const config& c, http_api& api, metrics& m)
+    : impl_(std::make_unique<impl>(io, c, api, m)) {}
 
 server::~server() = default;
 
@@ -242,12 +281,16 @@ void server::stop_accepting() {
 void server::drain() {
   impl_->draining.store(true);
   impl_->for_each_connection([](connection& c) {
-    if (!c.busy) c.stream.cancel();  // idle between requests: its pending header read ends now
+    boost::system::error_code ignored;
+    if (!c.busy) c.socket.cancel(ignored);  // idle between requests: its header read ends now
   });
 }
 
 void server::close_all() {
-  impl_->for_each_connection([](connection& c) { c.stream.cancel(); });
+  impl_->for_each_connection([](connection& c) {
+    boost::system::error_code ignored;
+    c.socket.cancel(ignored);
+  });
 }
 
 std::size_t server::open_connections() const { return impl_->open.load(); }

@@ -1,4 +1,4 @@
-// The HTTP/1.1 server: a listener and one coroutine per connection, each on its own strand,
+// The HTTP/1.1 server: a listener and one coroutine per connection, spread over the I/O threads,
 // with keep-alive, header/body limits, read timeouts, a connection cap and graceful draining.
 // Beast stays inside server.cpp: this header only needs Asio's io_context.
 #pragma once
@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "service/config.hpp"
+#include "service/io_pool.hpp"
 
 namespace gatherd::service {
 
@@ -16,7 +17,7 @@ class metrics;
 
 class server {
  public:
-  server(boost::asio::io_context& ioc, const config& c, http_api& api, metrics& m);
+  server(io_pool& io, const config& c, http_api& api, metrics& m);
   ~server();
 
   // Binds and listens; returns the bound address (the port is the real one with --port 0).

@@ -1,6 +1,7 @@
 #include "libcore/kinds/sleep.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/system/system_error.hpp>
 
@@ -8,7 +9,14 @@ namespace gatherd::core {
 
 awaitable<json> run_sleep(const sleep_params& params, attempt_context ctx) {
   net::steady_timer timer(co_await net::this_coro::executor, params.duration);
-  auto [ec] = co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+  boost::system::error_code ec;
+  if (params.duration.count() > 0) {
+    std::tie(ec) = co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+  } else {  // asyncio.sleep(0): a suspension point without a timer
+    co_await net::post(net::use_awaitable);
+    auto state = co_await net::this_coro::cancellation_state;
+    if (state.cancelled() != net::cancellation_type::none) ec = net::error::operation_aborted;
+  }
   if (ec) {
     // Cancelled: model a `finally:` block that awaits, then report the cancellation.
     if (params.cleanup.count() > 0) {
