@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "service/json_reader.hpp"
+#include "service/json_text.hpp"
 #include "service/problem.hpp"
 
 namespace gatherd::service {
@@ -141,42 +142,85 @@ job_spec parse_job_spec(const json& body, const spec_limits& limits, const std::
   return spec;
 }
 
-std::string format_timestamp(wall_clock::time_point t) {
+namespace {
+
+void write_timestamp(fmt::memory_buffer& out, wall_clock::time_point t) {
   const auto ms = std::chrono::duration_cast<millis>(t.time_since_epoch()).count();
   const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&seconds, &tm);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
+  fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 static_cast<int>(ms % 1000));
 }
 
-json encode_job(const job_snapshot& job) {
-  json labels = json::object();
-  for (const auto& [k, v] : job.labels) labels[k] = v;
-  auto stamp = [](const std::optional<wall_clock::time_point>& t) -> json {
-    return t ? json(format_timestamp(*t)) : json(nullptr);
-  };
-  json duration = nullptr;
-  if (job.started_at && job.finished_at) {
-    duration = std::chrono::duration_cast<millis>(*job.finished_at - *job.started_at).count();
+void write_optional_timestamp(fmt::memory_buffer& out, const std::optional<wall_clock::time_point>& t) {
+  if (!t) {
+    out.append(std::string_view("null"));
+    return;
   }
-  json error = nullptr;
-  if (job.error) error = {{"type", job.error->type}, {"message", job.error->message}};
-  return {{"id", job.id.to_string()},
-          {"kind", to_string(job.kind)},
-          {"state", to_string(job.state)},
-          {"labels", std::move(labels)},
-          {"attempts", job.attempts},
-          {"cancel_requested", job.cancel_requested},
-          {"created_at", format_timestamp(job.created_at)},
-          {"started_at", stamp(job.started_at)},
-          {"finished_at", stamp(job.finished_at)},
-          {"duration_ms", duration},
-          {"result", job.result},
-          {"error", error}};
+  out.push_back('"');
+  write_timestamp(out, *t);
+  out.push_back('"');
+}
+
+void append(fmt::memory_buffer& out, std::string_view text) { out.append(text); }
+
+}  // namespace
+
+std::string format_timestamp(wall_clock::time_point t) {
+  fmt::memory_buffer out;
+  write_timestamp(out, t);
+  return fmt::to_string(out);
+}
+
+void write_job(fmt::memory_buffer& out, const job_snapshot& job) {
+  append(out, "{\"id\":\"");
+  append(out, job.id.to_string());
+  append(out, "\",\"kind\":\"");
+  append(out, to_string(job.kind));
+  append(out, "\",\"state\":\"");
+  append(out, to_string(job.state));
+  append(out, "\",\"labels\":{");
+  for (std::size_t i = 0; i < job.labels.size(); ++i) {
+    if (i) out.push_back(',');
+    append_json_string(out, job.labels[i].first);
+    out.push_back(':');
+    append_json_string(out, job.labels[i].second);
+  }
+  fmt::format_to(std::back_inserter(out), "}},\"attempts\":{},\"cancel_requested\":{},\"created_at\":",
+                 job.attempts, job.cancel_requested);
+  write_optional_timestamp(out, job.created_at);
+  append(out, ",\"started_at\":");
+  write_optional_timestamp(out, job.started_at);
+  append(out, ",\"finished_at\":");
+  write_optional_timestamp(out, job.finished_at);
+  append(out, ",\"duration_ms\":");
+  if (job.started_at && job.finished_at) {
+    fmt::format_to(std::back_inserter(out), "{}",
+                   std::chrono::duration_cast<millis>(*job.finished_at - *job.started_at).count());
+  } else {
+    append(out, "null");
+  }
+  append(out, ",\"result\":");
+  append(out, job.result.dump(-1, ' ', false, json::error_handler_t::replace));
+  append(out, ",\"error\":");
+  if (job.error) {
+    append(out, "{\"type\":");
+    append_json_string(out, job.error->type);
+    append(out, ",\"message\":");
+    append_json_string(out, job.error->message);
+    out.push_back('}');
+  } else {
+    append(out, "null");
+  }
+  out.push_back('}');
+}
+
+std::string encode_job(const job_snapshot& job) {
+  fmt::memory_buffer out;
+  write_job(out, job);
+  return fmt::to_string(out);
 }
 
 }  // namespace gatherd::service

@@ -1,6 +1,7 @@
 // The one JSON codec for jobs: request JSON -> job_spec (strictly validated), job -> JSON.
 #pragma once
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <string>
@@ -17,7 +18,9 @@ struct spec_limits {
 core::job_spec parse_job_spec(const nlohmann::json& body, const spec_limits& limits,
                               const std::string& path = "");
 
-nlohmann::json encode_job(const core::job_snapshot& job);
+// The job object of API.md, as JSON text (written directly: this is on every hot path).
+std::string encode_job(const core::job_snapshot& job);
+void write_job(fmt::memory_buffer& out, const core::job_snapshot& job);
 
 // RFC 3339 UTC with milliseconds: 2026-11-22T01:02:03.456Z
 std::string format_timestamp(core::wall_clock::time_point t);

@@ -18,8 +18,35 @@ core::job_id job_id_of(const route_match& match) {
   return *id;
 }
 
+http_response text_response(unsigned status, std::string body) {
+  http_response res;
+  res.status = status;
+  res.body = std::move(body);
+  return res;
+}
+
+// {"<name>": [job, ...]} (plus whatever `tail` adds before the closing brace)
+template <class Jobs, class Project>
+std::string job_array(std::string_view name, const Jobs& jobs, Project project,
+                      std::string_view tail = {}) {
+  fmt::memory_buffer out;
+  out.append(std::string_view("{\""));
+  out.append(name);
+  out.append(std::string_view("\":["));
+  bool first = true;
+  for (const auto& item : jobs) {
+    if (!first) out.push_back(',');
+    first = false;
+    write_job(out, project(item));
+  }
+  out.push_back(']');
+  out.append(tail);
+  out.push_back('}');
+  return fmt::to_string(out);
+}
+
 http_response accepted(const core::submission& s) {
-  http_response res = json_response(s.created ? 202 : 200, encode_job(s.job));
+  http_response res = text_response(s.created ? 202 : 200, encode_job(s.job));
   res.headers.emplace_back("Location", "/v1/jobs/" + s.job.id.to_string());
   return res;
 }
@@ -48,9 +75,10 @@ core::awaitable<http_response> http_api::submit_batch(const http_request& req) {
     specs.push_back(parse_job_spec((*jobs)[i], limits_, "jobs[" + std::to_string(i) + "]"));
   }
   auto submitted = co_await engine_.submit_batch(std::move(specs));
-  json out = json::array();
-  for (const auto& s : submitted) out.push_back(encode_job(s.job));
-  co_return json_response(202, {{"jobs", std::move(out)}});
+  co_return text_response(
+      202, job_array("jobs", submitted, [](const core::submission& s) -> const core::job_snapshot& {
+        return s.job;
+      }));
 }
 
 core::awaitable<http_response> http_api::list_jobs(const route_match& match) {
@@ -85,10 +113,12 @@ core::awaitable<http_response> http_api::list_jobs(const route_match& match) {
   }
   q.finish();
   auto page = co_await engine_.list(std::move(query));
-  json jobs = json::array();
-  for (const auto& job : page.jobs) jobs.push_back(encode_job(job));
-  json next = page.next ? json(std::to_string(*page.next)) : json(nullptr);
-  co_return json_response(200, {{"jobs", std::move(jobs)}, {"next", std::move(next)}});
+  const std::string next =
+      page.next ? ",\"next\":\"" + std::to_string(*page.next) + "\"" : ",\"next\":null";
+  co_return text_response(
+      200, job_array("jobs", page.jobs, [](const core::job_snapshot& j) -> const core::job_snapshot& {
+        return j;
+      }, next));
 }
 
 core::awaitable<http_response> http_api::get_job(const route_match& match) {
@@ -96,7 +126,7 @@ core::awaitable<http_response> http_api::get_job(const route_match& match) {
   const auto wait = q.integer("wait_ms", 0, max_wait_ms).value_or(0);
   q.finish();
   auto job = co_await engine_.get(job_id_of(match), core::millis{wait});
-  co_return json_response(200, encode_job(job));
+  co_return text_response(200, encode_job(job));
 }
 
 core::awaitable<http_response> http_api::cancel_job(const http_request& req, const route_match& match) {
@@ -109,7 +139,7 @@ core::awaitable<http_response> http_api::cancel_job(const http_request& req, con
     reason = r.string("reason", 1024).value_or("");
   }
   auto job = co_await engine_.cancel(job_id_of(match), std::move(reason));
-  co_return json_response(202, encode_job(job));
+  co_return text_response(202, encode_job(job));
 }
 
 core::awaitable<http_response> http_api::delete_job(const route_match& match) {
