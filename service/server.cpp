@@ -4,6 +4,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <fmt/format.h>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -73,15 +75,31 @@ http_request to_request(const http::request<http::string_body>& in, const std::s
   return req;
 }
 
-http::response<http::string_body> to_beast(http_response&& res, unsigned version, bool keep_alive) {
-  http::response<http::string_body> out{static_cast<http::status>(res.status), version};
-  out.set(http::field::server, "gatherd");
-  if (!res.content_type.empty()) out.set(http::field::content_type, res.content_type);
-  for (auto& [name, value] : res.headers) out.set(name, value);
-  out.keep_alive(keep_alive);
-  out.body() = std::move(res.body);
-  out.prepare_payload();
-  return out;
+// The status line and header block of a response, written out directly: every header value
+// comes from this service (request ids are checked to be printable), so no Beast serializer
+// (and its allocation per field) is needed on the way out.
+std::string response_head(const http_response& res, unsigned version, bool keep_alive) {
+  fmt::memory_buffer out;
+  fmt::format_to(std::back_inserter(out), "HTTP/{}.{} {} {}\r\nServer: gatherd\r\n", version / 10,
+                 version % 10, res.status, http::obsolete_reason(static_cast<http::status>(res.status)));
+  if (!res.content_type.empty()) fmt::format_to(std::back_inserter(out), "Content-Type: {}\r\n", res.content_type);
+  for (const auto& [name, value] : res.headers) fmt::format_to(std::back_inserter(out), "{}: {}\r\n", name, value);
+  if (res.status != 204) fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n", res.body.size());
+  if (!keep_alive) {
+    out.append(std::string_view("Connection: close\r\n"));
+  } else if (version < 11) {
+    out.append(std::string_view("Connection: keep-alive\r\n"));
+  }
+  out.append(std::string_view("\r\n"));
+  return fmt::to_string(out);
+}
+
+net::awaitable<boost::system::error_code> write_response(tcp::socket& socket, const http_response& res,
+                                                         unsigned version, bool keep_alive) {
+  const std::string head = response_head(res, version, keep_alive);
+  const std::array<net::const_buffer, 2> buffers{net::buffer(head), net::buffer(res.body)};
+  auto [ec, n] = co_await net::async_write(socket, buffers, tuple_awaitable);
+  co_return ec;
 }
 
 // Why reading a request failed: a client error to answer before closing, or just a close.
@@ -214,10 +232,9 @@ net::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
     http_request request = to_request(message, remote);
     http_response res = co_await api.handle(std::move(request));
     const bool keep_alive = message.keep_alive() && !draining.load();
-    auto out = to_beast(std::move(res), message.version(), keep_alive);
     // One deadline covers writing the response and receiving the next request's header.
     c->expire_in(cfg.header_timeout);
-    std::tie(ec, n) = co_await http::async_write(stream, out, tuple_awaitable);
+    ec = co_await write_response(stream, res, message.version(), keep_alive);
     c->busy = false;
     if (ec || !keep_alive) break;
   }
@@ -237,9 +254,8 @@ net::awaitable<void> server::impl::answer_and_close(connection& c,
   partial.remote = remote;
   partial.body.clear();
   http_response res = api.reject(partial, failure.status, failure.code, failure.detail);
-  auto out = to_beast(std::move(res), 11, false);
   c.expire_in(cfg.body_timeout);
-  co_await http::async_write(c.socket, out, tuple_awaitable);
+  co_await write_response(c.socket, res, 11, false);
 }
 
 template <class F>

@@ -4,7 +4,11 @@
 
 namespace gatherd::service {
 
-http_response http_api::healthz() const { return json_response(200, {{"status", "ok"}}); }
+http_response http_api::healthz() const {
+  http_response res;
+  res.body = R"({"status":"ok"})";
+  return res;
+}
 
 http_response http_api::readyz() const {
   switch (current_readiness()) {
