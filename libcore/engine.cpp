@@ -47,7 +47,9 @@ job_outcome outcome_of(std::exception_ptr error, const std::string& cancel_reaso
   }
 }
 
-std::string ms_text(millis ms) { return std::to_string(ms.count()) + " ms"; }
+std::string ms_text(millis ms) {
+  return std::to_string(ms.count()) + " ms";
+}
 
 }  // namespace
 
@@ -63,7 +65,9 @@ engine::engine(executor io, engine_config config, engine_observer* observer)
 
 engine::~engine() = default;
 
-void engine::start() { net::co_spawn(strand_, sweep(), net::detached); }
+void engine::start() {
+  net::co_spawn(strand_, sweep(), net::detached);
+}
 
 // Public calls: hop onto the strand, run there, resume the caller on its own executor.
 awaitable<submission> engine::submit(job_spec spec) {
@@ -140,9 +144,8 @@ engine::record_ptr engine::replay(const job_spec& spec) const {
   auto existing = registry_.find_by_key(spec.idempotency_key);
   if (existing && existing->fingerprint != spec.fingerprint) {
     throw engine_error(engine_errc::idempotency_conflict,
-                       "idempotency_key '" + spec.idempotency_key +
-                           "' was already used by job " + existing->id.to_string() +
-                           " with a different spec");
+                       "idempotency_key '" + spec.idempotency_key + "' was already used by job " +
+                           existing->id.to_string() + " with a different spec");
   }
   return existing;
 }
@@ -255,16 +258,17 @@ awaitable<json> engine::run_attempt(record_ptr job, int attempt) {
 
   net::steady_timer limit(strand_, *spec.attempt_timeout);
   auto [order, error, result, timer_ec] =
-      co_await make_parallel_group(net::co_spawn(strand_, run_kind(spec.params, attempt), net::deferred),
-                                   limit.async_wait(net::deferred))
+      co_await make_parallel_group(
+          net::co_spawn(strand_, run_kind(spec.params, attempt), net::deferred),
+          limit.async_wait(net::deferred))
           .async_wait(wait_for_one(), net::use_awaitable);
   if (!error) co_return std::move(result);
   auto state = co_await net::this_coro::cancellation_state;
   if (state.cancelled() != net::cancellation_type::none) std::rethrow_exception(error);
   if (order[0] == 1 && !timer_ec) {
-    throw job_failure("timeout",
-                      "attempt " + std::to_string(attempt) + " exceeded attempt_timeout_ms of " +
-                          ms_text(*spec.attempt_timeout));
+    throw job_failure("timeout", "attempt " + std::to_string(attempt) +
+                                     " exceeded attempt_timeout_ms of " +
+                                     ms_text(*spec.attempt_timeout));
   }
   std::rethrow_exception(error);
 }
@@ -343,14 +347,16 @@ awaitable<job_snapshot> engine::do_get(job_id id, millis wait) {
   co_return job->snapshot();
 }
 
-awaitable<job_page> engine::do_list(job_query query) { co_return registry_.list(query); }
+awaitable<job_page> engine::do_list(job_query query) {
+  co_return registry_.list(query);
+}
 
 awaitable<job_snapshot> engine::do_cancel(job_id id, std::string reason) {
   auto job = find_or_throw(id);
   if (is_terminal(job->state)) {
-    throw engine_error(engine_errc::already_finished,
-                       "job " + id.to_string() + " already finished as " +
-                           std::string(to_string(job->state)));
+    throw engine_error(
+        engine_errc::already_finished,
+        "job " + id.to_string() + " already finished as " + std::string(to_string(job->state)));
   }
   request_cancel(*job, std::move(reason));
   co_return job->snapshot();

@@ -6,7 +6,13 @@
 
 namespace gatherd::core {
 
-enum class engine_errc { queue_full, not_found, already_finished, idempotency_conflict, shutting_down };
+enum class engine_errc {
+  queue_full,
+  not_found,
+  already_finished,
+  idempotency_conflict,
+  shutting_down
+};
 
 class engine_error : public std::runtime_error {
  public:

@@ -5,12 +5,14 @@
 namespace gatherd::core {
 
 namespace {
-constexpr std::array<std::string_view, 6> state_names = {"queued", "running", "succeeded",
+constexpr std::array<std::string_view, 6> state_names = {"queued", "running",   "succeeded",
                                                          "failed", "cancelled", "timed_out"};
 constexpr std::array<std::string_view, 2> kind_names = {"sleep", "compute"};
 }  // namespace
 
-std::string_view to_string(job_state s) { return state_names[static_cast<std::size_t>(s)]; }
+std::string_view to_string(job_state s) {
+  return state_names[static_cast<std::size_t>(s)];
+}
 
 std::optional<job_state> parse_job_state(std::string_view s) {
   for (std::size_t i = 0; i < state_names.size(); ++i)
@@ -18,7 +20,9 @@ std::optional<job_state> parse_job_state(std::string_view s) {
   return std::nullopt;
 }
 
-std::string_view to_string(job_kind k) { return kind_names[static_cast<std::size_t>(k)]; }
+std::string_view to_string(job_kind k) {
+  return kind_names[static_cast<std::size_t>(k)];
+}
 
 std::optional<job_kind> parse_job_kind(std::string_view s) {
   for (std::size_t i = 0; i < kind_names.size(); ++i)

@@ -2,9 +2,8 @@
 // and how it ended (job_outcome). A job_snapshot is the immutable copy handed to encoders.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -25,7 +24,9 @@ inline constexpr job_state all_job_states[] = {job_state::queued,    job_state::
                                                job_state::succeeded, job_state::failed,
                                                job_state::cancelled, job_state::timed_out};
 
-constexpr bool is_terminal(job_state s) { return s >= job_state::succeeded; }
+constexpr bool is_terminal(job_state s) {
+  return s >= job_state::succeeded;
+}
 std::string_view to_string(job_state s);
 std::optional<job_state> parse_job_state(std::string_view s);
 
@@ -48,9 +49,9 @@ struct sleep_params {
 struct compute_params {
   enum class operation : std::uint8_t { primes, sha256 };
   operation op = operation::primes;
-  std::uint64_t n = 0;        // primes: count primes <= n
-  std::string data;           // sha256: input of round 1
-  std::uint64_t rounds = 1;   // sha256: rounds of hashing
+  std::uint64_t n = 0;       // primes: count primes <= n
+  std::string data;          // sha256: input of round 1
+  std::uint64_t rounds = 1;  // sha256: rounds of hashing
 };
 
 using job_params = std::variant<sleep_params, compute_params>;  // index == job_kind
@@ -62,8 +63,8 @@ struct job_spec {
   std::optional<millis> timeout;          // whole job, from admission, across attempts
   std::optional<millis> attempt_timeout;  // one attempt
   retry_policy retry;
-  std::string idempotency_key;            // empty: none
-  std::string fingerprint;                // identifies the spec for idempotent resubmission
+  std::string idempotency_key;  // empty: none
+  std::string fingerprint;      // identifies the spec for idempotent resubmission
   job_labels labels;
   std::optional<millis> retention;
 

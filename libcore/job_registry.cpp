@@ -20,7 +20,9 @@ void job_registry::add(record_ptr job) {
   by_id_.emplace(job->id, std::move(job));
 }
 
-void job_registry::remove(const job_id& id) { drop(id); }
+void job_registry::remove(const job_id& id) {
+  drop(id);
+}
 
 void job_registry::drop(const job_id& id) {
   auto it = by_id_.find(id);

@@ -25,8 +25,8 @@ struct job_query {
 };
 
 struct job_page {
-  std::vector<job_snapshot> jobs;       // newest first
-  std::optional<std::uint64_t> next;    // cursor of the next page, if there is one
+  std::vector<job_snapshot> jobs;     // newest first
+  std::optional<std::uint64_t> next;  // cursor of the next page, if there is one
 };
 
 class job_registry {

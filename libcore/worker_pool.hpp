@@ -28,19 +28,20 @@ class worker_pool {
     using result = std::invoke_result_t<F&>;
     auto initiate = [this](auto handler, F work) {
       auto guard = net::make_work_guard(net::get_associated_executor(handler));
-      net::post(pool_, [h = std::move(handler), g = std::move(guard), w = std::move(work)]() mutable {
-        std::exception_ptr error;
-        std::optional<result> value;
-        try {
-          value.emplace(w());
-        } catch (...) {
-          error = std::current_exception();
-        }
-        auto ex = g.get_executor();
-        net::dispatch(ex, [h = std::move(h), error, v = std::move(value)]() mutable {
-          std::move(h)(error, v ? std::move(*v) : result{});
-        });
-      });
+      net::post(pool_,
+                [h = std::move(handler), g = std::move(guard), w = std::move(work)]() mutable {
+                  std::exception_ptr error;
+                  std::optional<result> value;
+                  try {
+                    value.emplace(w());
+                  } catch (...) {
+                    error = std::current_exception();
+                  }
+                  auto ex = g.get_executor();
+                  net::dispatch(ex, [h = std::move(h), error, v = std::move(value)]() mutable {
+                    std::move(h)(error, v ? std::move(*v) : result{});
+                  });
+                });
     };
     co_return co_await net::async_initiate<const net::use_awaitable_t<>,
                                            void(std::exception_ptr, result)>(

@@ -84,8 +84,8 @@ command parse_command_line(int argc, const char* const argv[]) {
   try {
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, options), vm);
-    po::store(po::parse_environment(options,
-                                    [&](const std::string& env) { return env_to_option(env, options); }),
+    po::store(po::parse_environment(
+                  options, [&](const std::string& env) { return env_to_option(env, options); }),
               vm);
     if (vm.count("help")) {
       std::ostringstream out;

@@ -17,7 +17,9 @@ bool valid_request_id(std::string_view id) {
   return std::all_of(id.begin(), id.end(), [](unsigned char c) { return c > 0x20 && c < 0x7f; });
 }
 
-std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
+std::string_view path_of(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
 
 // Request ids need to be unique, not secret: a per-thread generator, seeded once from the OS.
 std::string new_request_id() {
@@ -57,7 +59,8 @@ bool http_api::authorized(const http_request& req) const {
   if (config_.api_tokens.empty()) return true;
   static constexpr std::string_view scheme = "Bearer ";
   std::string_view header = req.authorization;
-  if (header.size() <= scheme.size() || !boost::algorithm::istarts_with(header, scheme)) return false;
+  if (header.size() <= scheme.size() || !boost::algorithm::istarts_with(header, scheme))
+    return false;
   std::string_view presented = header.substr(scheme.size());
   for (const auto& token : config_.api_tokens) {
     if (token.size() == presented.size() &&
@@ -85,7 +88,8 @@ core::awaitable<http_response> http_api::handle(http_request req) {
     } else if (!r.matched) {
       throw request_error(404, "not_found", "no route for " + std::string(path_of(req.target)));
     } else if (route.starts_with("/v1/") && !authorized(req)) {
-      throw request_error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required");
+      throw request_error(401, "unauthorized",
+                          "a valid 'Authorization: Bearer <token>' is required");
     } else {
       res = co_await dispatch(req, r.match, r.matched->target);
     }
@@ -99,22 +103,32 @@ core::awaitable<http_response> http_api::handle(http_request req) {
 core::awaitable<http_response> http_api::dispatch(const http_request& req, const route_match& match,
                                                   endpoint target) {
   switch (target) {
-    case endpoint::healthz: co_return healthz();
-    case endpoint::readyz: co_return readyz();
-    case endpoint::metrics: co_return metrics_text();
-    case endpoint::openapi: co_return openapi();
-    case endpoint::submit_job: co_return co_await submit_job(req);
-    case endpoint::submit_batch: co_return co_await submit_batch(req);
-    case endpoint::list_jobs: co_return co_await list_jobs(match);
-    case endpoint::get_job: co_return co_await get_job(match);
-    case endpoint::cancel_job: co_return co_await cancel_job(req, match);
-    case endpoint::delete_job: co_return co_await delete_job(match);
+    case endpoint::healthz:
+      co_return healthz();
+    case endpoint::readyz:
+      co_return readyz();
+    case endpoint::metrics:
+      co_return metrics_text();
+    case endpoint::openapi:
+      co_return openapi();
+    case endpoint::submit_job:
+      co_return co_await submit_job(req);
+    case endpoint::submit_batch:
+      co_return co_await submit_batch(req);
+    case endpoint::list_jobs:
+      co_return co_await list_jobs(match);
+    case endpoint::get_job:
+      co_return co_await get_job(match);
+    case endpoint::cancel_job:
+      co_return co_await cancel_job(req, match);
+    case endpoint::delete_job:
+      co_return co_await delete_job(match);
   }
   throw std::logic_error("unrouted endpoint");
 }
 
-http_response http_api::reject(const http_request& partial, unsigned status, const std::string& code,
-                               const std::string& detail) {
+http_response http_api::reject(const http_request& partial, unsigned status,
+                               const std::string& code, const std::string& detail) {
   http_request req = partial;
   if (!valid_request_id(req.request_id)) req.request_id = new_request_id();
   http_response res = problem_response(status, code, detail);

@@ -68,7 +68,8 @@ retry_policy parse_retry(object_reader& r) {
 }
 
 job_labels parse_labels(const json& value, const std::string& field) {
-  if (!value.is_object()) throw invalid_request("field '" + field + "' must be an object of strings");
+  if (!value.is_object())
+    throw invalid_request("field '" + field + "' must be an object of strings");
   if (value.size() > max_labels) {
     throw invalid_request("field '" + field + "' may hold at most " + std::to_string(max_labels) +
                           " labels");
@@ -125,7 +126,8 @@ job_spec parse_job_spec(const json& body, const spec_limits& limits, const std::
     spec.retry = parse_retry(*retry);
   }
   if (auto key = r.string("idempotency_key", 256)) {
-    if (key->empty()) throw invalid_request("field '" + r.field("idempotency_key") + "' must not be empty");
+    if (key->empty())
+      throw invalid_request("field '" + r.field("idempotency_key") + "' must not be empty");
     spec.idempotency_key = std::move(*key);
     spec.fingerprint = fingerprint_of(body);
   }
@@ -134,7 +136,8 @@ job_spec parse_job_spec(const json& body, const spec_limits& limits, const std::
   }
   if (auto retention = r.integer("retention_ms", 0, max_duration_ms * 365)) {
     if (*retention > limits.max_retention.count()) {
-      throw invalid_request("field '" + r.field("retention_ms") + "' must not exceed the server's " +
+      throw invalid_request("field '" + r.field("retention_ms") +
+                            "' must not exceed the server's " +
                             std::to_string(limits.max_retention.count()) + " ms");
     }
     spec.retention = millis{*retention};
@@ -154,7 +157,8 @@ void write_timestamp(fmt::memory_buffer& out, wall_clock::time_point t) {
                  static_cast<int>(ms % 1000));
 }
 
-void write_optional_timestamp(fmt::memory_buffer& out, const std::optional<wall_clock::time_point>& t) {
+void write_optional_timestamp(fmt::memory_buffer& out,
+                              const std::optional<wall_clock::time_point>& t) {
   if (!t) {
     out.append(std::string_view("null"));
     return;
@@ -164,7 +168,9 @@ void write_optional_timestamp(fmt::memory_buffer& out, const std::optional<wall_
   out.push_back('"');
 }
 
-void append(fmt::memory_buffer& out, std::string_view text) { out.append(text); }
+void append(fmt::memory_buffer& out, std::string_view text) {
+  out.append(text);
+}
 
 }  // namespace
 
@@ -188,8 +194,9 @@ void write_job(fmt::memory_buffer& out, const job_snapshot& job) {
     out.push_back(':');
     append_json_string(out, job.labels[i].second);
   }
-  fmt::format_to(std::back_inserter(out), "}},\"attempts\":{},\"cancel_requested\":{},\"created_at\":",
-                 job.attempts, job.cancel_requested);
+  fmt::format_to(std::back_inserter(out),
+                 "}},\"attempts\":{},\"cancel_requested\":{},\"created_at\":", job.attempts,
+                 job.cancel_requested);
   write_optional_timestamp(out, job.created_at);
   append(out, ",\"started_at\":");
   write_optional_timestamp(out, job.started_at);

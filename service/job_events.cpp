@@ -20,7 +20,9 @@ log::event transition(const core::job_record& job, log::level lvl = log::level::
 
 void job_events::job_submitted(const core::job_record& job) {
   metrics_.job_submitted(job.kind);
-  log::debug("job.submitted").add("job_id", job.id.to_string()).add("kind", core::to_string(job.kind));
+  log::debug("job.submitted")
+      .add("job_id", job.id.to_string())
+      .add("kind", core::to_string(job.kind));
 }
 
 void job_events::job_rejected(std::string_view reason, std::size_t count) {
@@ -28,7 +30,8 @@ void job_events::job_rejected(std::string_view reason, std::size_t count) {
   log::warn("job.rejected").add("reason", reason).add("count", count);
 }
 
-void job_events::job_started(const core::job_record& job, std::chrono::duration<double> queue_wait) {
+void job_events::job_started(const core::job_record& job,
+                             std::chrono::duration<double> queue_wait) {
   metrics_.job_started(queue_wait.count());
   transition(job).add("queue_wait_ms", queue_wait.count() * 1000);
 }
@@ -46,7 +49,8 @@ void job_events::job_finished(const core::job_record& job) {
   const double seconds =
       job.started() ? std::chrono::duration<double>(job.finished_at - job.started_at).count() : 0.0;
   metrics_.job_finished(job.kind, job.state, seconds);
-  auto e = transition(job, job.state == core::job_state::succeeded ? log::level::info : log::level::warn);
+  auto e = transition(
+      job, job.state == core::job_state::succeeded ? log::level::info : log::level::warn);
   e.add("duration_ms", seconds * 1000).add("cancel_requested", job.cancel_requested);
   if (job.error) e.add("error_type", job.error->type).add("error", job.error->message);
 }

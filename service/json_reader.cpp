@@ -36,7 +36,9 @@ const json* object_reader::take(std::string_view key) const {
   return it == object_.end() ? nullptr : &*it;
 }
 
-const json* object_reader::raw(std::string_view key) { return take(key); }
+const json* object_reader::raw(std::string_view key) {
+  return take(key);
+}
 
 std::optional<std::int64_t> object_reader::integer(std::string_view key, std::int64_t min,
                                                    std::int64_t max) {
@@ -48,7 +50,8 @@ std::optional<std::int64_t> object_reader::integer(std::string_view key, std::in
   };
   std::int64_t n;
   if (v->is_number_integer()) {
-    if (v->is_number_unsigned() && v->get<std::uint64_t>() > static_cast<std::uint64_t>(max)) throw range();
+    if (v->is_number_unsigned() && v->get<std::uint64_t>() > static_cast<std::uint64_t>(max))
+      throw range();
     n = v->get<std::int64_t>();
   } else if (v->is_number_float() && std::trunc(v->get<double>()) == v->get<double>() &&
              std::abs(v->get<double>()) < 9e15) {
@@ -95,8 +98,8 @@ std::optional<core::millis> object_reader::duration(std::string_view key, std::i
   return core::millis{*n};
 }
 
-std::optional<object_reader> object_reader::object(std::string_view key,
-                                                   std::initializer_list<std::string_view> allowed) {
+std::optional<object_reader> object_reader::object(
+    std::string_view key, std::initializer_list<std::string_view> allowed) {
   const json* v = take(key);
   if (!v) return std::nullopt;
   return object_reader(*v, field(key), allowed);

@@ -3,9 +3,8 @@
 // such as `timeout` must never pass silently). `null` is a value of the wrong type, not absence.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,7 +23,8 @@ class object_reader {
  public:
   // `path` names the object in messages ("", "params", "jobs[3].retry"); `allowed` lists
   // every field the object may have.
-  object_reader(const json& value, std::string path, std::initializer_list<std::string_view> allowed);
+  object_reader(const json& value, std::string path,
+                std::initializer_list<std::string_view> allowed);
 
   bool has(std::string_view key) const { return object_.contains(key); }
   const json* raw(std::string_view key);  // any JSON value
@@ -34,7 +34,7 @@ class object_reader {
   std::optional<std::string> string(std::string_view key, std::size_t max_length);
   std::optional<core::millis> duration(std::string_view key, std::int64_t max_ms);
   std::optional<object_reader> object(std::string_view key,
-                                     std::initializer_list<std::string_view> allowed);
+                                      std::initializer_list<std::string_view> allowed);
   std::string field(std::string_view key) const;  // full name, for messages
 
  private:

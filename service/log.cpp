@@ -1,10 +1,10 @@
 #include "service/log.hpp"
 
-#include "service/json_text.hpp"
-
 #include <spdlog/async.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include "service/json_text.hpp"
 
 namespace gatherd::service::log {
 
@@ -15,10 +15,14 @@ bool json_format = true;
 
 spdlog::level::level_enum to_spdlog(level l) {
   switch (l) {
-    case level::debug: return spdlog::level::debug;
-    case level::info: return spdlog::level::info;
-    case level::warn: return spdlog::level::warn;
-    case level::error: return spdlog::level::err;
+    case level::debug:
+      return spdlog::level::debug;
+    case level::info:
+      return spdlog::level::info;
+    case level::warn:
+      return spdlog::level::warn;
+    case level::error:
+      return spdlog::level::err;
   }
   return spdlog::level::info;
 }

@@ -35,7 +35,9 @@ class event {
   event& add(std::string_view key, std::int64_t value);
   event& add(std::string_view key, int value) { return add(key, std::int64_t{value}); }
   event& add(std::string_view key, unsigned value) { return add(key, std::int64_t{value}); }
-  event& add(std::string_view key, std::size_t value) { return add(key, static_cast<std::int64_t>(value)); }
+  event& add(std::string_view key, std::size_t value) {
+    return add(key, static_cast<std::int64_t>(value));
+  }
   event& add(std::string_view key, double value);
   event& add(std::string_view key, bool value);
 
@@ -46,13 +48,21 @@ class event {
   fmt::memory_buffer line_;
 };
 
-inline event info(std::string_view msg) { return event(level::info, msg); }
+inline event info(std::string_view msg) {
+  return event(level::info, msg);
+}
 // An info line written at any --log-level but off (the "listening" line tools wait for).
 // Start-up only: it briefly lowers the logger's level, which is not thread-safe.
 void announce(std::string_view msg, std::string_view key1, std::string_view value1,
               std::string_view key2, std::int64_t value2);
-inline event warn(std::string_view msg) { return event(level::warn, msg); }
-inline event error(std::string_view msg) { return event(level::error, msg); }
-inline event debug(std::string_view msg) { return event(level::debug, msg); }
+inline event warn(std::string_view msg) {
+  return event(level::warn, msg);
+}
+inline event error(std::string_view msg) {
+  return event(level::error, msg);
+}
+inline event debug(std::string_view msg) {
+  return event(level::debug, msg);
+}
 
 }  // namespace gatherd::service::log

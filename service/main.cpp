@@ -36,7 +36,9 @@ net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& 
                                         server& srv, core::engine& engine, io_pool& io) {
   auto [ec, signal] = co_await signals.async_wait(net::as_tuple(net::use_awaitable));
   const auto began = std::chrono::steady_clock::now();
-  log::info("shutdown.begin").add("signal", signal).add("drain_ms", c.drain.count())
+  log::info("shutdown.begin")
+      .add("signal", signal)
+      .add("drain_ms", c.drain.count())
       .add("grace_ms", c.shutdown_grace.count());
   api.set_readiness(readiness::draining);
   if (c.drain.count() > 0) co_await pause(c.drain);  // let load balancers see 503
@@ -50,9 +52,10 @@ net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& 
   }
   srv.close_all();
   while (srv.open_connections() > 0) co_await pause(std::chrono::milliseconds(10));
-  log::info("shutdown.done").add("duration_ms", std::chrono::duration<double, std::milli>(
-                                                    std::chrono::steady_clock::now() - began)
-                                                    .count());
+  log::info("shutdown.done")
+      .add("duration_ms",
+           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began)
+               .count());
   io.stop();
 }
 
@@ -85,7 +88,10 @@ int main(int argc, char* argv[]) {
       const auto bound = srv.listen();
       log::announce("listening", "address", bound.address().to_string(), "port", bound.port());
     } catch (const std::exception& e) {
-      log::error("listen_failed").add("host", c.host).add("port", static_cast<int>(c.port)).add("error", e.what());
+      log::error("listen_failed")
+          .add("host", c.host)
+          .add("port", static_cast<int>(c.port))
+          .add("error", e.what());
       log::shutdown();
       return 1;
     }
@@ -94,8 +100,11 @@ int main(int argc, char* argv[]) {
     engine.start();
     srv.start();
     api.set_readiness(readiness::ready);
-    log::info("started").add("threads", c.threads).add("compute_threads", c.compute_threads)
-        .add("max_running", c.max_running).add("max_queued", c.max_queued)
+    log::info("started")
+        .add("threads", c.threads)
+        .add("compute_threads", c.compute_threads)
+        .add("max_running", c.max_running)
+        .add("max_queued", c.max_queued)
         .add("auth", !c.api_tokens.empty());
 
     io.run();

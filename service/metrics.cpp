@@ -16,11 +16,10 @@ using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 using prometheus::Histogram;
 
-const Histogram::BucketBoundaries request_buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                     0.05,   0.1,   0.25,   0.5,   1,    2.5,
-                                                     5,      10,    30,     60};
+const Histogram::BucketBoundaries request_buckets = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 const Histogram::BucketBoundaries job_buckets = {0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1,
-                                                 2.5,   5,     10,   30,   60,  300, 1800};
+                                                 2.5,   5,     10,   30,   60,  300,  1800};
 
 // Only methods we route are labels; anything else is "other" (bounded label values).
 std::string_view method_label(std::string_view m) {
@@ -34,48 +33,77 @@ std::string_view method_label(std::string_view m) {
 
 metrics::metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
-      requests_(BuildCounter().Name("gatherd_http_requests_total")
+      requests_(BuildCounter()
+                    .Name("gatherd_http_requests_total")
                     .Help("HTTP requests answered, by route, method and status code.")
                     .Register(*registry_)),
-      request_seconds_(BuildHistogram().Name("gatherd_http_request_duration_seconds")
+      request_seconds_(BuildHistogram()
+                           .Name("gatherd_http_request_duration_seconds")
                            .Help("Time from a complete request to its response, by route.")
                            .Register(*registry_)),
-      connections_open_(BuildGauge().Name("gatherd_http_connections_open")
+      connections_open_(BuildGauge()
+                            .Name("gatherd_http_connections_open")
                             .Help("Client connections open now.")
-                            .Register(*registry_).Add({})),
-      connections_rejected_(BuildCounter().Name("gatherd_http_connections_rejected_total")
-                                .Help("Connections closed at accept because --max-connections were open.")
-                                .Register(*registry_).Add({})),
-      jobs_submitted_(BuildCounter().Name("gatherd_jobs_submitted_total")
+                            .Register(*registry_)
+                            .Add({})),
+      connections_rejected_(
+          BuildCounter()
+              .Name("gatherd_http_connections_rejected_total")
+              .Help("Connections closed at accept because --max-connections were open.")
+              .Register(*registry_)
+              .Add({})),
+      jobs_submitted_(BuildCounter()
+                          .Name("gatherd_jobs_submitted_total")
                           .Help("Jobs admitted, by kind.")
                           .Register(*registry_)),
-      jobs_finished_(BuildCounter().Name("gatherd_jobs_finished_total")
+      jobs_finished_(BuildCounter()
+                         .Name("gatherd_jobs_finished_total")
                          .Help("Jobs that reached a terminal state, by kind and state.")
                          .Register(*registry_)),
-      jobs_rejected_(BuildCounter().Name("gatherd_jobs_rejected_total")
+      jobs_rejected_(BuildCounter()
+                         .Name("gatherd_jobs_rejected_total")
                          .Help("Jobs refused at admission, by reason (queue_full, shutting_down).")
                          .Register(*registry_)),
-      job_retries_(BuildCounter().Name("gatherd_job_retries_total")
+      job_retries_(BuildCounter()
+                       .Name("gatherd_job_retries_total")
                        .Help("Attempts retried after a failure, by kind.")
                        .Register(*registry_)),
-      job_seconds_(BuildHistogram().Name("gatherd_job_duration_seconds")
+      job_seconds_(BuildHistogram()
+                       .Name("gatherd_job_duration_seconds")
                        .Help("Time jobs spent running (started to finished), by kind.")
                        .Register(*registry_)),
-      queue_wait_(BuildHistogram().Name("gatherd_job_queue_wait_seconds")
+      queue_wait_(BuildHistogram()
+                      .Name("gatherd_job_queue_wait_seconds")
                       .Help("Time jobs waited for a run slot.")
-                      .Register(*registry_).Add({}, job_buckets)),
-      jobs_queued_(BuildGauge().Name("gatherd_jobs_queued").Help("Jobs waiting for a run slot.")
-                       .Register(*registry_).Add({})),
-      jobs_running_(BuildGauge().Name("gatherd_jobs_running").Help("Jobs running now.")
-                        .Register(*registry_).Add({})),
-      jobs_retained_(BuildGauge().Name("gatherd_jobs_retained").Help("Finished jobs kept for reading.")
-                         .Register(*registry_).Add({})),
-      log_dropped_(BuildCounter().Name("gatherd_log_messages_dropped_total")
+                      .Register(*registry_)
+                      .Add({}, job_buckets)),
+      jobs_queued_(BuildGauge()
+                       .Name("gatherd_jobs_queued")
+                       .Help("Jobs waiting for a run slot.")
+                       .Register(*registry_)
+                       .Add({})),
+      jobs_running_(BuildGauge()
+                        .Name("gatherd_jobs_running")
+                        .Help("Jobs running now.")
+                        .Register(*registry_)
+                        .Add({})),
+      jobs_retained_(BuildGauge()
+                         .Name("gatherd_jobs_retained")
+                         .Help("Finished jobs kept for reading.")
+                         .Register(*registry_)
+                         .Add({})),
+      log_dropped_(BuildCounter()
+                       .Name("gatherd_log_messages_dropped_total")
                        .Help("Log lines dropped because the log queue was full.")
-                       .Register(*registry_).Add({})),
+                       .Register(*registry_)
+                       .Add({})),
       process_(std::make_shared<process_collector>()) {
-  BuildGauge().Name("gatherd_build_info").Help("Build information; the value is always 1.")
-      .Register(*registry_).Add({{"version", GATHERD_VERSION}}).Set(1);
+  BuildGauge()
+      .Name("gatherd_build_info")
+      .Help("Build information; the value is always 1.")
+      .Register(*registry_)
+      .Add({{"version", GATHERD_VERSION}})
+      .Set(1);
   for (auto kind : core::all_job_kinds) {  // also exposes zeros from the start
     const auto k = static_cast<std::size_t>(kind);
     const std::string name(core::to_string(kind));
@@ -88,7 +116,8 @@ metrics::metrics()
           &jobs_finished_.Add({{"kind", name}, {"state", std::string(core::to_string(state))}});
     }
   }
-  for (const char* reason : {"queue_full", "shutting_down"}) jobs_rejected_.Add({{"reason", reason}});
+  for (const char* reason : {"queue_full", "shutting_down"})
+    jobs_rejected_.Add({{"reason", reason}});
 }
 
 void metrics::request_done(std::string_view route, std::string_view method, unsigned status,
@@ -106,7 +135,8 @@ void metrics::request_done(std::string_view route, std::string_view method, unsi
   }
   counter->Increment();
   auto& histogram = histograms[route];
-  if (!histogram) histogram = &request_seconds_.Add({{"route", std::string(route)}}, request_buckets);
+  if (!histogram)
+    histogram = &request_seconds_.Add({{"route", std::string(route)}}, request_buckets);
   histogram->Observe(seconds);
 }
 

@@ -9,8 +9,8 @@
 
 #include <array>
 #include <functional>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -23,7 +23,8 @@ class metrics {
   metrics();
 
   // HTTP
-  void request_done(std::string_view route, std::string_view method, unsigned status, double seconds);
+  void request_done(std::string_view route, std::string_view method, unsigned status,
+                    double seconds);
   void connection_opened() { connections_open_.Increment(); }
   void connection_closed() { connections_open_.Decrement(); }
   void connection_rejected() { connections_rejected_.Increment(); }

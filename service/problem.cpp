@@ -10,23 +10,35 @@ namespace {
 
 std::string_view title_of(unsigned status) {
   switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Internal Server Error";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Content Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Internal Server Error";
   }
 }
 
 }  // namespace
 
-http_response problem_response(unsigned status, const std::string& code, const std::string& detail) {
+http_response problem_response(unsigned status, const std::string& code,
+                               const std::string& detail) {
   nlohmann::json doc = {{"type", "urn:gatherd:" + code},
                         {"title", title_of(status)},
                         {"status", status},
@@ -49,12 +61,16 @@ http_response problem_from(std::exception_ptr error) {
     return problem_response(e.status(), e.code(), e.what());
   } catch (const core::engine_error& e) {
     switch (e.code()) {
-      case engine_errc::queue_full: return problem_response(429, "queue_full", e.what());
-      case engine_errc::not_found: return problem_response(404, "not_found", e.what());
-      case engine_errc::already_finished: return problem_response(409, "already_finished", e.what());
+      case engine_errc::queue_full:
+        return problem_response(429, "queue_full", e.what());
+      case engine_errc::not_found:
+        return problem_response(404, "not_found", e.what());
+      case engine_errc::already_finished:
+        return problem_response(409, "already_finished", e.what());
       case engine_errc::idempotency_conflict:
         return problem_response(409, "idempotency_conflict", e.what());
-      case engine_errc::shutting_down: return problem_response(503, "shutting_down", e.what());
+      case engine_errc::shutting_down:
+        return problem_response(503, "shutting_down", e.what());
     }
   } catch (const std::exception& e) {
     return problem_response(500, "internal", e.what());

@@ -77,7 +77,8 @@ std::vector<prometheus::MetricFamily> process_collector::Collect() const {
        !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     ++fds;
   }
-  out.push_back(family("process_open_fds", "Number of open file descriptors.", MetricType::Gauge, fds));
+  out.push_back(
+      family("process_open_fds", "Number of open file descriptors.", MetricType::Gauge, fds));
   out.push_back(family("process_start_time_seconds",
                        "Start time of the process since unix epoch in seconds.", MetricType::Gauge,
                        start_time_seconds_));

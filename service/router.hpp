@@ -36,7 +36,7 @@ struct routing {
   const route* matched = nullptr;  // null: no route (see allow)
   std::string allow;               // when the path exists under other methods: 405 with Allow
   route_match match;
-  bool bad_target = false;         // the target is not a valid origin-form URI
+  bool bad_target = false;  // the target is not a valid origin-form URI
 };
 
 routing find_route(std::string_view method, std::string_view target);

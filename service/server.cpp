@@ -1,14 +1,15 @@
 #include "service/server.hpp"
 
+#include <fmt/format.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/write.hpp>
-#include <fmt/format.h>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <mutex>
@@ -81,10 +82,14 @@ http_request to_request(const http::request<http::string_body>& in, const std::s
 std::string response_head(const http_response& res, unsigned version, bool keep_alive) {
   fmt::memory_buffer out;
   fmt::format_to(std::back_inserter(out), "HTTP/{}.{} {} {}\r\nServer: gatherd\r\n", version / 10,
-                 version % 10, res.status, http::obsolete_reason(static_cast<http::status>(res.status)));
-  if (!res.content_type.empty()) fmt::format_to(std::back_inserter(out), "Content-Type: {}\r\n", res.content_type);
-  for (const auto& [name, value] : res.headers) fmt::format_to(std::back_inserter(out), "{}: {}\r\n", name, value);
-  if (res.status != 204) fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n", res.body.size());
+                 version % 10, res.status,
+                 http::obsolete_reason(static_cast<http::status>(res.status)));
+  if (!res.content_type.empty())
+    fmt::format_to(std::back_inserter(out), "Content-Type: {}\r\n", res.content_type);
+  for (const auto& [name, value] : res.headers)
+    fmt::format_to(std::back_inserter(out), "{}: {}\r\n", name, value);
+  if (res.status != 204)
+    fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n", res.body.size());
   if (!keep_alive) {
     out.append(std::string_view("Connection: close\r\n"));
   } else if (version < 11) {
@@ -94,8 +99,9 @@ std::string response_head(const http_response& res, unsigned version, bool keep_
   return fmt::to_string(out);
 }
 
-net::awaitable<boost::system::error_code> write_response(tcp::socket& socket, const http_response& res,
-                                                         unsigned version, bool keep_alive) {
+net::awaitable<boost::system::error_code> write_response(tcp::socket& socket,
+                                                         const http_response& res, unsigned version,
+                                                         bool keep_alive) {
   const std::string head = response_head(res, version, keep_alive);
   const std::array<net::const_buffer, 2> buffers{net::buffer(head), net::buffer(res.body)};
   auto [ec, n] = co_await net::async_write(socket, buffers, tuple_awaitable);
@@ -134,7 +140,8 @@ struct server::impl {
   net::awaitable<void> accept_loop();
   net::awaitable<void> session(std::shared_ptr<connection> c);
   net::awaitable<void> watch(std::shared_ptr<connection> c);
-  net::awaitable<void> answer_and_close(connection& c, const http::request_parser<http::string_body>& parser,
+  net::awaitable<void> answer_and_close(connection& c,
+                                        const http::request_parser<http::string_body>& parser,
                                         const read_failure& failure, const std::string& remote);
   template <class F>
   void for_each_connection(F f);
@@ -245,10 +252,9 @@ net::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
   stream.close(ignored);
 }
 
-net::awaitable<void> server::impl::answer_and_close(connection& c,
-                                                    const http::request_parser<http::string_body>& parser,
-                                                    const read_failure& failure,
-                                                    const std::string& remote) {
+net::awaitable<void> server::impl::answer_and_close(
+    connection& c, const http::request_parser<http::string_body>& parser,
+    const read_failure& failure, const std::string& remote) {
   http_request partial;
   if (parser.is_header_done()) partial = to_request(parser.get(), remote);
   partial.remote = remote;
@@ -309,6 +315,8 @@ void server::close_all() {
   });
 }
 
-std::size_t server::open_connections() const { return impl_->open.load(); }
+std::size_t server::open_connections() const {
+  return impl_->open.load();
+}
 
 }  // namespace gatherd::service

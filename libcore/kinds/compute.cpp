@@ -67,11 +67,19 @@ awaitable<json> run_compute(const compute_params& params, attempt_context ctx) {
   // The state lives in this frame; a worker touches it only while this coroutine is suspended.
   if (params.op == compute_params::operation::primes) {
     prime_counter counter(params.n);
-    while (!counter.done()) co_await ctx.pool.run([&counter] { counter.step(); return 0; });
+    while (!counter.done())
+      co_await ctx.pool.run([&counter] {
+        counter.step();
+        return 0;
+      });
     co_return json{{"count", counter.count()}};
   }
   sha256_chain chain(params.data, params.rounds);
-  while (!chain.done()) co_await ctx.pool.run([&chain] { chain.step(); return 0; });
+  while (!chain.done())
+    co_await ctx.pool.run([&chain] {
+      chain.step();
+      return 0;
+    });
   co_return json{{"hex", chain.hex()}};
 }
 

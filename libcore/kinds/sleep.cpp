@@ -27,7 +27,8 @@ awaitable<json> run_sleep(const sleep_params& params, attempt_context ctx) {
     throw boost::system::system_error(net::error::operation_aborted);
   }
   if (ctx.attempt <= params.fail_attempts) {
-    throw job_failure("failed", "attempt " + std::to_string(ctx.attempt) + " failed (fail_attempts " +
+    throw job_failure("failed", "attempt " + std::to_string(ctx.attempt) +
+                                    " failed (fail_attempts " +
                                     std::to_string(params.fail_attempts) + ")");
   }
   if (params.fail) throw job_failure("failed", *params.fail);

@@ -76,9 +76,8 @@ core::awaitable<http_response> http_api::submit_batch(const http_request& req) {
   }
   auto submitted = co_await engine_.submit_batch(std::move(specs));
   co_return text_response(
-      202, job_array("jobs", submitted, [](const core::submission& s) -> const core::job_snapshot& {
-        return s.job;
-      }));
+      202, job_array("jobs", submitted,
+                     [](const core::submission& s) -> const core::job_snapshot& { return s.job; }));
 }
 
 core::awaitable<http_response> http_api::list_jobs(const route_match& match) {
@@ -87,8 +86,9 @@ core::awaitable<http_response> http_api::list_jobs(const route_match& match) {
   if (auto state = q.single("state")) {
     query.state = core::parse_job_state(*state);
     if (!query.state) {
-      throw invalid_request("query parameter 'state' must be one of queued, running, succeeded, "
-                            "failed, cancelled, timed_out");
+      throw invalid_request(
+          "query parameter 'state' must be one of queued, running, succeeded, "
+          "failed, cancelled, timed_out");
     }
   }
   if (auto kind = q.single("kind")) {
@@ -107,7 +107,8 @@ core::awaitable<http_response> http_api::list_jobs(const route_match& match) {
     std::uint64_t seq = 0;
     auto [end, ec] = std::from_chars(after->data(), after->data() + after->size(), seq);
     if (ec != std::errc() || end != after->data() + after->size() || seq == 0) {
-      throw invalid_request("query parameter 'after' must be a cursor from a previous page's 'next'");
+      throw invalid_request(
+          "query parameter 'after' must be a cursor from a previous page's 'next'");
     }
     query.before_seq = seq;
   }
@@ -116,9 +117,9 @@ core::awaitable<http_response> http_api::list_jobs(const route_match& match) {
   const std::string next =
       page.next ? ",\"next\":\"" + std::to_string(*page.next) + "\"" : ",\"next\":null";
   co_return text_response(
-      200, job_array("jobs", page.jobs, [](const core::job_snapshot& j) -> const core::job_snapshot& {
-        return j;
-      }, next));
+      200, job_array(
+               "jobs", page.jobs,
+               [](const core::job_snapshot& j) -> const core::job_snapshot& { return j; }, next));
 }
 
 core::awaitable<http_response> http_api::get_job(const route_match& match) {
@@ -129,7 +130,8 @@ core::awaitable<http_response> http_api::get_job(const route_match& match) {
   co_return text_response(200, encode_job(job));
 }
 
-core::awaitable<http_response> http_api::cancel_job(const http_request& req, const route_match& match) {
+core::awaitable<http_response> http_api::cancel_job(const http_request& req,
+                                                    const route_match& match) {
   query_reader(match.query).finish();
   std::string reason;
   if (!req.body.empty()) {

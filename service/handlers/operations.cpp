@@ -12,9 +12,12 @@ http_response http_api::healthz() const {
 
 http_response http_api::readyz() const {
   switch (current_readiness()) {
-    case readiness::ready: return json_response(200, {{"status", "ready"}});
-    case readiness::starting: return json_response(503, {{"status", "starting"}});
-    case readiness::draining: break;
+    case readiness::ready:
+      return json_response(200, {{"status", "ready"}});
+    case readiness::starting:
+      return json_response(503, {{"status", "starting"}});
+    case readiness::draining:
+      break;
   }
   return json_response(503, {{"status", "draining"}});
 }

@@ -100,17 +100,23 @@ TEST(Admission, WaitCompletesWhenTheSlotIsPassedOnAndThrowsWhenWithdrawn) {
   auto t2 = a.admit(io.get_executor());
   auto t3 = a.admit(io.get_executor());
   bool t2_woke = false, t3_aborted = false;
-  net::co_spawn(io, [&]() -> awaitable<void> {
-    co_await a.wait(*t2);
-    t2_woke = true;
-  }, net::detached);
-  net::co_spawn(io, [&]() -> awaitable<void> {
-    try {
-      co_await a.wait(*t3);
-    } catch (const boost::system::system_error& e) {
-      t3_aborted = e.code() == net::error::operation_aborted;
-    }
-  }, net::detached);
+  net::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        co_await a.wait(*t2);
+        t2_woke = true;
+      },
+      net::detached);
+  net::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        try {
+          co_await a.wait(*t3);
+        } catch (const boost::system::system_error& e) {
+          t3_aborted = e.code() == net::error::operation_aborted;
+        }
+      },
+      net::detached);
   io.poll();
   EXPECT_FALSE(t2_woke);
   a.withdraw(*t3);
@@ -230,7 +236,8 @@ TEST_F(engine_test, BatchThatFitsIsAdmittedInOrder) {
       }
       EXPECT_EQ(subs[i].job.state, i < 2 ? job_state::running : job_state::queued) << i;
     }
-    for (auto& s : subs) EXPECT_EQ((co_await eng().get(s.job.id, 5000ms)).state, job_state::succeeded);
+    for (auto& s : subs)
+      EXPECT_EQ((co_await eng().get(s.job.id, 5000ms)).state, job_state::succeeded);
     EXPECT_EQ(observer.started()[2], subs[2].job.id);
     EXPECT_EQ(observer.started()[3], subs[3].job.id);
   });

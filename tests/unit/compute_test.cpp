@@ -79,7 +79,8 @@ TEST(PrimeCounter, MatchesANaiveSieveAcrossSegmentBoundaries) {
 }
 
 TEST(Sha256Chain, OneRoundIsTheDigestOfTheData) {
-  EXPECT_EQ(run_chain("abc", 1), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(run_chain("abc", 1),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(run_chain("", 1), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
@@ -136,7 +137,10 @@ TEST(WorkerPool, CancelledCallerThrowsBeforeTheWorkStarts) {
         co_await t.async_wait(net::as_tuple(net::use_awaitable));  // ended by the cancellation
         reached = true;
         try {
-          co_await pool.run([&] { ran = true; return 0; });
+          co_await pool.run([&] {
+            ran = true;
+            return 0;
+          });
         } catch (const boost::system::system_error& e) {
           aborted = e.code() == net::error::operation_aborted;
         }

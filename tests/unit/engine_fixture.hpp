@@ -32,9 +32,15 @@
 namespace gatherd::core {
 
 // Readable gtest output for the engine's vocabulary (found by ADL).
-inline void PrintTo(job_state s, std::ostream* os) { *os << to_string(s); }
-inline void PrintTo(job_kind k, std::ostream* os) { *os << to_string(k); }
-inline void PrintTo(const job_id& id, std::ostream* os) { *os << id.to_string(); }
+inline void PrintTo(job_state s, std::ostream* os) {
+  *os << to_string(s);
+}
+inline void PrintTo(job_kind k, std::ostream* os) {
+  *os << to_string(k);
+}
+inline void PrintTo(const job_id& id, std::ostream* os) {
+  *os << id.to_string();
+}
 inline void PrintTo(engine_errc c, std::ostream* os) {
   static constexpr const char* names[] = {"queue_full", "not_found", "already_finished",
                                           "idempotency_conflict", "shutting_down"};
@@ -73,7 +79,9 @@ inline job_spec sleep_spec(millis duration) {
   s.params = p;
   return s;
 }
-inline sleep_params& sleep_of(job_spec& s) { return std::get<sleep_params>(s.params); }
+inline sleep_params& sleep_of(job_spec& s) {
+  return std::get<sleep_params>(s.params);
+}
 
 inline job_spec primes_spec(std::uint64_t n) {
   job_spec s;
@@ -100,8 +108,8 @@ inline retry_policy fixed_retry(int max_attempts, millis initial, double multipl
 
 // Queries built outside coroutine bodies (g++ 12 mishandles braced temporaries next to co_await).
 inline job_query query(std::optional<job_state> state = {}, std::optional<job_kind> kind = {},
-                job_labels labels = {}, std::size_t limit = 100,
-                std::optional<std::uint64_t> before = {}) {
+                       job_labels labels = {}, std::size_t limit = 100,
+                       std::optional<std::uint64_t> before = {}) {
   job_query q;
   q.state = state;
   q.kind = kind;
@@ -151,11 +159,26 @@ class recording_observer : public engine_observer {
     if (job.started()) --running_;
   }
 
-  std::vector<job_id> started() const { std::lock_guard l(m_); return started_; }
-  std::vector<job_id> finished() const { std::lock_guard l(m_); return finished_; }
-  std::vector<millis> backoffs() const { std::lock_guard l(m_); return backoffs_; }
-  int max_running() const { std::lock_guard l(m_); return max_running_; }
-  int running() const { std::lock_guard l(m_); return running_; }
+  std::vector<job_id> started() const {
+    std::lock_guard l(m_);
+    return started_;
+  }
+  std::vector<job_id> finished() const {
+    std::lock_guard l(m_);
+    return finished_;
+  }
+  std::vector<millis> backoffs() const {
+    std::lock_guard l(m_);
+    return backoffs_;
+  }
+  int max_running() const {
+    std::lock_guard l(m_);
+    return max_running_;
+  }
+  int running() const {
+    std::lock_guard l(m_);
+    return running_;
+  }
   std::size_t rejected(const std::string& reason) const {
     std::lock_guard l(m_);
     auto it = rejected_.find(reason);
@@ -237,7 +260,8 @@ class engine_test : public ::testing::Test {
     const bool finished = done.wait_for(limit) == std::future_status::ready;
     // After the body and shutdown, the io_context must run out of work by itself.
     const auto drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (finished && exited.load() < io_threads && std::chrono::steady_clock::now() < drain_deadline) {
+    while (finished && exited.load() < io_threads &&
+           std::chrono::steady_clock::now() < drain_deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     const bool drained = exited.load() == io_threads;

@@ -18,9 +18,13 @@ job_spec keyed(millis duration, std::string key, std::string fingerprint) {
   return spec;
 }
 
-job_labels label(const std::string& k, const std::string& v) { return {{k, v}}; }
+job_labels label(const std::string& k, const std::string& v) {
+  return {{k, v}};
+}
 
-std::vector<job_id> ids(std::initializer_list<job_id> l) { return l; }
+std::vector<job_id> ids(std::initializer_list<job_id> l) {
+  return l;
+}
 
 std::vector<job_id> ids_of(const job_page& page) {
   std::vector<job_id> out;
