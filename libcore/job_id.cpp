@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 
+#include "libcore/hex.hpp"
+
 namespace gatherd::core {
 
 job_id job_id::random() {
@@ -31,13 +33,7 @@ std::optional<job_id> job_id::parse(std::string_view hex) {
 }
 
 std::string job_id::to_string() const {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out(32, '0');
-  for (std::size_t i = 0; i < 16; ++i) {
-    out[2 * i] = digits[bytes[i] >> 4];
-    out[2 * i + 1] = digits[bytes[i] & 0xf];
-  }
-  return out;
+  return to_hex(bytes);
 }
 
 }  // namespace gatherd::core

@@ -2,9 +2,12 @@
 
 #include <openssl/crypto.h>
 
+#include <array>
 #include <boost/algorithm/string/predicate.hpp>
+#include <cstring>
 #include <random>
 
+#include "libcore/hex.hpp"
 #include "service/log.hpp"
 #include "service/problem.hpp"
 
@@ -24,13 +27,10 @@ std::string_view path_of(std::string_view target) {
 // Request ids need to be unique, not secret: a per-thread generator, seeded once from the OS.
 std::string new_request_id() {
   thread_local std::mt19937_64 rng(std::random_device{}());
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string id(32, '0');
-  for (int half = 0; half < 2; ++half) {
-    std::uint64_t bits = rng();
-    for (int i = 0; i < 16; ++i, bits >>= 4) id[half * 16 + i] = digits[bits & 0xf];
-  }
-  return id;
+  std::array<std::uint8_t, 16> bytes;
+  const std::array<std::uint64_t, 2> words{rng(), rng()};
+  std::memcpy(bytes.data(), words.data(), bytes.size());
+  return core::to_hex(bytes);
 }
 
 }  // namespace

@@ -69,7 +69,6 @@ int main(int argc, char* argv[]) {
   }
   const config& c = cmd.settings;
   log::init(c);
-  int status = 0;
   {
     io_pool io(c.threads);
     metrics meter;
@@ -110,5 +109,5 @@ int main(int argc, char* argv[]) {
     io.run();
   }
   log::shutdown();
-  return status;
+  return 0;
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "libcore/hex.hpp"
 #include "libcore/worker_pool.hpp"
 
 namespace gatherd::core {
@@ -54,13 +55,7 @@ void sha256_chain::step() {
 }
 
 std::string sha256_chain::hex() const {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : digest_) {
-    out += digits[b >> 4];
-    out += digits[b & 0xf];
-  }
-  return out;
+  return to_hex(digest_);
 }
 
 awaitable<json> run_compute(const compute_params& params, attempt_context ctx) {
