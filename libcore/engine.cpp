@@ -103,6 +103,14 @@ awaitable<submission> engine::do_submit(job_spec spec) {
 }
 
 awaitable<std::vector<submission>> engine::do_submit_batch(std::vector<job_spec> specs) {
+  std::vector<submission> out;
+  out.reserve(specs.size());
+  for (auto& [job, created] : admit_all(std::move(specs)))
+    out.push_back({job->snapshot(), created});
+  co_return out;
+}
+
+std::vector<std::pair<engine::record_ptr, bool>> engine::admit_all(std::vector<job_spec> specs) {
   if (!accepting_) {
     observer_->job_rejected("shutting_down", specs.size());
     throw engine_error(engine_errc::shutting_down, "the server is shutting down");
@@ -127,16 +135,16 @@ awaitable<std::vector<submission>> engine::do_submit_batch(std::vector<job_spec>
     ++fresh;
   }
   check_room(fresh);
-  std::vector<submission> out;
+  std::vector<std::pair<record_ptr, bool>> out;
   out.reserve(specs.size());
   for (auto& spec : specs) {
-    if (auto existing = replay(spec)) {  // also catches a key repeated within the batch
-      out.push_back({existing->snapshot(), false});
+    if (auto existing = replay(spec)) {  // also a key repeated within the batch
+      out.emplace_back(std::move(existing), false);
     } else {
-      out.push_back({create(std::move(spec))->snapshot(), true});
+      out.emplace_back(create(std::move(spec)), true);
     }
   }
-  co_return out;
+  return out;
 }
 
 engine::record_ptr engine::replay(const job_spec& spec) const {
@@ -325,6 +333,10 @@ void engine::finish(job_record& job, job_outcome outcome) {
   job.finished_at = wall_clock::now();
   registry_.retain(job, steady_clock::now() + job.retention);
   job.finished.notify_all();
+  for (const auto& weak : job.run->listeners) {
+    if (auto listener = weak.lock()) listener->job_finished(job);
+  }
+  job.run->listeners.clear();
   observer_->job_finished(job);
   update_gauges();
 }

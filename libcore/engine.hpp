@@ -13,6 +13,7 @@
 #include "libcore/asio.hpp"
 #include "libcore/engine_error.hpp"
 #include "libcore/engine_observer.hpp"
+#include "libcore/gather.hpp"
 #include "libcore/job_registry.hpp"
 #include "libcore/worker_pool.hpp"
 
@@ -52,6 +53,9 @@ class engine {
   awaitable<job_snapshot> cancel(job_id id, std::string reason = {});
   // Cancels the job if it is unfinished and forgets it.
   awaitable<void> remove(job_id id);
+  // Waits for the jobs named or submitted by `entries` (see gather.hpp). Unknown ids are refused
+  // (not_found) before anything is submitted; inline specs are admitted all or nothing.
+  awaitable<gather_result> gather(std::vector<gather_entry> entries, gather_options options);
   // Refuses new jobs, lets unfinished ones run for `grace`, then cancels them and awaits their
   // cleanup. Returns when no job coroutine is left.
   awaitable<void> shutdown(millis grace);
@@ -71,8 +75,11 @@ class engine {
   awaitable<job_snapshot> do_cancel(job_id id, std::string reason);
   awaitable<void> do_remove(job_id id);
   awaitable<void> do_shutdown(millis grace);
+  awaitable<gather_result> do_gather(std::vector<gather_entry> entries, gather_options options);
   awaitable<void> sweep();
 
+  // Admits every spec or none (replaying idempotent resubmissions); throws when they do not fit.
+  std::vector<std::pair<record_ptr, bool>> admit_all(std::vector<job_spec> specs);
   // An existing job for an idempotent resubmission of `spec`, or null; throws on a conflict.
   record_ptr replay(const job_spec& spec) const;
   void check_room(std::size_t n);

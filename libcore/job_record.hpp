@@ -12,6 +12,16 @@
 
 namespace gatherd::core {
 
+struct job_record;
+
+// Told when a job reaches its terminal state (gathers, and later watchers). Held weakly by the
+// job: a listener that is gone by then is skipped.
+class completion_listener {
+ public:
+  virtual ~completion_listener() = default;
+  virtual void job_finished(const job_record& job) = 0;
+};
+
 struct job_run {
   job_spec spec;
   std::unique_ptr<admission::ticket> ticket;
@@ -19,6 +29,7 @@ struct job_run {
   bool cancel_emitted = false;
   std::string cancel_reason;  // the first reason given wins
   steady_clock::time_point admitted_at;
+  std::vector<std::weak_ptr<completion_listener>> listeners;
 };
 
 struct job_record {

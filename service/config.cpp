@@ -31,6 +31,7 @@ void validate(const config& c) {
   };
   require(c.max_running >= 1, "--max-running must be at least 1");
   require(c.max_batch >= 1, "--max-batch must be at least 1");
+  require(c.max_gather >= 1, "--max-gather must be at least 1");
   require(c.max_body_bytes >= 1, "--max-body-bytes must be at least 1");
   require(c.max_header_bytes >= 256, "--max-header-bytes must be at least 256");
   require(c.max_connections >= 1, "--max-connections must be at least 1");
@@ -68,6 +69,7 @@ command parse_command_line(int argc, const char* const argv[]) {
     ("default-retention-ms", po::value(&retention)->default_value(c.default_retention.count()), "how long a finished job is kept when its spec does not say")
     ("max-retention-ms", po::value(&max_retention)->default_value(c.max_retention.count()), "largest retention_ms a spec may ask for")
     ("max-batch", po::value(&c.max_batch)->default_value(c.max_batch), "jobs per POST /v1/jobs/batch")
+    ("max-gather", po::value(&c.max_gather)->default_value(c.max_gather), "entries per POST /v1/gather")
     ("max-body-bytes", po::value(&c.max_body_bytes)->default_value(c.max_body_bytes), "request body limit (413)")
     ("max-header-bytes", po::value(&c.max_header_bytes)->default_value(c.max_header_bytes), "request header limit (431)")
     ("header-timeout-ms", po::value(&header_timeout)->default_value(c.header_timeout.count()), "a complete request header within this of connect or of the previous response")

@@ -23,6 +23,7 @@ struct config {
   millis default_retention{600000};
   millis max_retention{86400000};
   std::size_t max_batch = 1000;
+  std::size_t max_gather = 10000;
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_header_bytes = 8 << 10;
   millis header_timeout{10000};

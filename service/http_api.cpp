@@ -123,6 +123,8 @@ core::awaitable<http_response> http_api::dispatch(const http_request& req, const
       co_return co_await cancel_job(req, match);
     case endpoint::delete_job:
       co_return co_await delete_job(match);
+    case endpoint::gather:
+      co_return co_await gather(req, match);
   }
   throw std::logic_error("unrouted endpoint");
 }

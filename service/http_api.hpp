@@ -50,6 +50,8 @@ class http_api {
   core::awaitable<http_response> get_job(const route_match& match);
   core::awaitable<http_response> cancel_job(const http_request& req, const route_match& match);
   core::awaitable<http_response> delete_job(const route_match& match);
+  // handlers/gather.cpp
+  core::awaitable<http_response> gather(const http_request& req, const route_match& match);
 
   const config& config_;
   core::engine& engine_;

@@ -16,6 +16,7 @@ const std::vector<route>& route_table() {
       {"GET", "/v1/jobs/{id}", endpoint::get_job},
       {"DELETE", "/v1/jobs/{id}", endpoint::delete_job},
       {"POST", "/v1/jobs/{id}/cancel", endpoint::cancel_job},
+      {"POST", "/v1/gather", endpoint::gather},
   };
   return table;
 }

@@ -22,6 +22,7 @@ enum class endpoint {
   get_job,
   cancel_job,
   delete_job,
+  gather,
 };
 
 struct route {

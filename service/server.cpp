@@ -261,7 +261,18 @@ net::awaitable<void> server::impl::answer_and_close(
   partial.body.clear();
   http_response res = api.reject(partial, failure.status, failure.code, failure.detail);
   c.expire_in(cfg.body_timeout);
-  co_await write_response(c.socket, res, 11, false);
+  if (co_await write_response(c.socket, res, 11, false)) co_return;
+  // Lingering close: the client may still be sending the body we refused. Closing with unread
+  // data would reset the connection before it reads our answer, so half-close and drain a while.
+  boost::system::error_code ec;
+  c.socket.shutdown(tcp::socket::shutdown_send, ec);
+  c.expire_in(std::chrono::seconds(2));
+  std::array<char, 16384> sink;
+  for (std::size_t drained = 0; !ec && drained < (8u << 20);) {
+    auto [read_ec, n] = co_await c.socket.async_read_some(net::buffer(sink), tuple_awaitable);
+    ec = read_ec;
+    drained += n;
+  }
 }
 
 template <class F>

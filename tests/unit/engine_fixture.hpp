@@ -49,6 +49,9 @@ inline void PrintTo(engine_errc c, std::ostream* os) {
 inline void PrintTo(const job_error& e, std::ostream* os) {
   *os << "{type: " << e.type << ", message: " << e.message << "}";
 }
+inline void PrintTo(gather_outcome o, std::ostream* os) {
+  *os << to_string(o);
+}
 
 namespace test {
 
