@@ -97,6 +97,15 @@ metrics::metrics()
                        .Help("Log lines dropped because the log queue was full.")
                        .Register(*registry_)
                        .Add({})),
+      gathers_(BuildCounter()
+                   .Name("gatherd_gathers_total")
+                   .Help("Gathers answered, by outcome (completed, failed, timed_out).")
+                   .Register(*registry_)),
+      gather_seconds_(BuildHistogram()
+                          .Name("gatherd_gather_duration_seconds")
+                          .Help("Time from a gather's start to its answer.")
+                          .Register(*registry_)
+                          .Add({}, job_buckets)),
       process_(std::make_shared<process_collector>()) {
   BuildGauge()
       .Name("gatherd_build_info")
@@ -156,6 +165,11 @@ void metrics::job_finished(core::job_kind kind, core::job_state state, double ru
   const auto k = static_cast<std::size_t>(kind);
   finished_by_kind_state_[k][static_cast<std::size_t>(state)]->Increment();
   seconds_by_kind_[k]->Observe(run_seconds);
+}
+
+void metrics::gather_done(std::string_view outcome, double seconds) {
+  gathers_.Add({{"outcome", std::string(outcome)}}).Increment();  // three values: bounded
+  gather_seconds_.Observe(seconds);
 }
 
 void metrics::set_jobs(std::size_t queued, std::size_t running, std::size_t retained) {

@@ -36,6 +36,9 @@ class metrics {
   void job_retried(core::job_kind kind);
   void job_finished(core::job_kind kind, core::job_state state, double run_seconds);
 
+  // Gathers
+  void gather_done(std::string_view outcome, double seconds);
+
   // Values read at scrape time (gauges owned by someone else).
   void on_scrape(std::function<void(metrics&)> refresh) { refresh_ = std::move(refresh); }
   void set_jobs(std::size_t queued, std::size_t running, std::size_t retained);
@@ -60,6 +63,8 @@ class metrics {
   prometheus::Gauge& jobs_running_;
   prometheus::Gauge& jobs_retained_;
   prometheus::Counter& log_dropped_;
+  prometheus::Family<prometheus::Counter>& gathers_;
+  prometheus::Histogram& gather_seconds_;
   std::shared_ptr<prometheus::Collectable> process_;
   std::function<void(metrics&)> refresh_;
   std::mutex scrape_mutex_;

@@ -4,6 +4,7 @@
 #include "service/http_api.hpp"
 #include "service/json_reader.hpp"
 #include "service/json_text.hpp"
+#include "service/log.hpp"
 #include "service/problem.hpp"
 #include "service/query_reader.hpp"
 
@@ -68,7 +69,17 @@ core::awaitable<http_response> http_api::gather(const http_request& req, const r
   options.cancel_pending = r.boolean("cancel_pending").value_or(false);
   options.timeout = r.duration("timeout_ms", 86'400'000);
 
+  const std::size_t count = entries.size();
   const core::gather_result result = co_await engine_.gather(std::move(entries), options);
+  const auto outcome = core::to_string(result.outcome);
+  metrics_.gather_done(outcome, std::chrono::duration<double>(result.elapsed).count());
+  log::info("gather.done")
+      .add("request_id", req.request_id)
+      .add("outcome", outcome)
+      .add("jobs", count)
+      .add("done", result.done.size())
+      .add("pending", result.pending.size())
+      .add("elapsed_ms", static_cast<std::int64_t>(result.elapsed.count()));
 
   fmt::memory_buffer out;
   fmt::format_to(std::back_inserter(out), R"({{"outcome":"{}","elapsed_ms":{},"jobs":[)",
