@@ -576,3 +576,25 @@ class Contract(GatherTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Observability(GatherTestCase):
+    def test_gathers_are_counted_by_outcome_and_logged(self):
+        srv = self.start()
+        self.gather(srv, {"jobs": [{"kind": "sleep", "params": {"duration_ms": 10}}]})
+        self.gather(srv, {"jobs": [{"kind": "sleep", "params": {"duration_ms": 500}}],
+                          "timeout_ms": 50, "cancel_pending": True})
+        text = srv.metrics()
+        self.assertRegex(text, r'gatherd_gathers_total\{outcome="completed"\} 1(\.0+)?\n')
+        self.assertRegex(text, r'gatherd_gathers_total\{outcome="timed_out"\} 1(\.0+)?\n')
+        self.assertRegex(text, r'gatherd_gather_duration_seconds_count 2(\.0+)?\n')
+        deadline = time.monotonic() + 5
+        while True:
+            logs = [l for l in srv.log_lines() if l.get("msg") == "gather.done"]
+            if len(logs) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(sorted(l["outcome"] for l in logs), ["completed", "timed_out"], logs)
+        for line in logs:
+            self.assertEqual(line["jobs"], 1, line)
+            self.assertIn("request_id", line)
