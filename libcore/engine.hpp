@@ -55,7 +55,8 @@ class engine {
   awaitable<void> remove(job_id id);
   // Waits for the jobs named or submitted by `entries` (see gather.hpp). Unknown ids are refused
   // (not_found) before anything is submitted; inline specs are admitted all or nothing.
-  awaitable<gather_result> gather(std::vector<gather_entry> entries, gather_options options);
+  awaitable<gather_result> gather(std::vector<gather_entry> entries, gather_options options,
+                                  gather_progress progress = {});
   // Refuses new jobs, lets unfinished ones run for `grace`, then cancels them and awaits their
   // cleanup. Returns when no job coroutine is left.
   awaitable<void> shutdown(millis grace);
@@ -75,7 +76,8 @@ class engine {
   awaitable<job_snapshot> do_cancel(job_id id, std::string reason);
   awaitable<void> do_remove(job_id id);
   awaitable<void> do_shutdown(millis grace);
-  awaitable<gather_result> do_gather(std::vector<gather_entry> entries, gather_options options);
+  awaitable<gather_result> do_gather(std::vector<gather_entry> entries, gather_options options,
+                                     gather_progress progress);
   awaitable<void> sweep();
 
   // Admits every spec or none (replaying idempotent resubmissions); throws when they do not fit.

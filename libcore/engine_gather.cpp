@@ -24,8 +24,8 @@ namespace {
 // Records completions of the gathered jobs in order and wakes the gathering coroutine.
 class gather_state : public completion_listener {
  public:
-  explicit gather_state(std::vector<job_registry::record_ptr> jobs)
-      : jobs_(std::move(jobs)), is_done_(jobs_.size(), false) {
+  gather_state(std::vector<job_registry::record_ptr> jobs, gather_progress progress)
+      : jobs_(std::move(jobs)), progress_(std::move(progress)), is_done_(jobs_.size(), false) {
     for (std::size_t i = 0; i < jobs_.size(); ++i) indices_[jobs_[i].get()].push_back(i);
   }
 
@@ -62,9 +62,11 @@ class gather_state : public completion_listener {
     is_done_[i] = true;
     done_.push_back(i);
     if (jobs_[i]->state != job_state::succeeded) ++failures_;
+    if (progress_.done) progress_.done(i, jobs_[i]->snapshot());
   }
 
   std::vector<job_registry::record_ptr> jobs_;
+  gather_progress progress_;
   std::unordered_map<const job_record*, std::vector<std::size_t>> indices_;
   std::vector<bool> is_done_;
   std::vector<std::size_t> done_;
@@ -73,12 +75,14 @@ class gather_state : public completion_listener {
 
 }  // namespace
 
-awaitable<gather_result> engine::gather(std::vector<gather_entry> entries, gather_options options) {
-  return net::co_spawn(strand_, do_gather(std::move(entries), options), net::use_awaitable);
+awaitable<gather_result> engine::gather(std::vector<gather_entry> entries, gather_options options,
+                                        gather_progress progress) {
+  return net::co_spawn(strand_, do_gather(std::move(entries), options, std::move(progress)),
+                       net::use_awaitable);
 }
 
 awaitable<gather_result> engine::do_gather(std::vector<gather_entry> entries,
-                                           gather_options options) {
+                                           gather_options options, gather_progress progress) {
   const auto started = steady_clock::now();
   // Unknown ids are refused before anything is submitted.
   std::vector<record_ptr> jobs(entries.size());
@@ -101,7 +105,8 @@ awaitable<gather_result> engine::do_gather(std::vector<gather_entry> entries,
     for (std::size_t k = 0; k < admitted.size(); ++k) jobs[spec_slots[k]] = admitted[k].first;
   }
 
-  auto state = std::make_shared<gather_state>(jobs);
+  if (progress.started) progress.started();
+  auto state = std::make_shared<gather_state>(jobs, std::move(progress));
   state->take_finished();
   for (const auto& job : jobs) {
     if (!is_terminal(job->state)) job->run->listeners.push_back(state);

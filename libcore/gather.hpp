@@ -2,6 +2,7 @@
 // completion (no polling). What to wait for and what the wait found.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <variant>
 #include <vector>
@@ -21,6 +22,15 @@ struct gather_options {
   bool cancel_on_error = false;   // the first failure cancels the others (TaskGroup)
   bool cancel_pending = false;    // cancel what is still pending when the wait ends early
   std::optional<millis> timeout;
+};
+
+// Hooks called on the engine strand while a gather runs (for as_completed streaming); they must
+// be quick and must not block. `started`: every id was found and every inline spec admitted,
+// nothing can be refused any more. `done`: a job is done (input index, the job as it ended), in
+// completion order.
+struct gather_progress {
+  std::function<void()> started;
+  std::function<void(std::size_t index, const job_snapshot& job)> done;
 };
 
 enum class gather_outcome : std::uint8_t { completed, failed, timed_out };

@@ -17,6 +17,8 @@ namespace gatherd::service {
 
 enum class readiness { starting, ready, draining };
 
+struct gather_stream;  // handlers/gather.cpp
+
 class http_api {
  public:
   http_api(const config& c, core::engine& engine, metrics& m);
@@ -52,6 +54,12 @@ class http_api {
   core::awaitable<http_response> delete_job(const route_match& match);
   // handlers/gather.cpp
   core::awaitable<http_response> gather(const http_request& req, const route_match& match);
+  core::awaitable<void> stream_gather(std::vector<core::gather_entry> entries,
+                                      core::gather_options options,
+                                      std::shared_ptr<gather_stream> stream,
+                                      std::string request_id);
+  void record_gather(const core::gather_result& result, std::size_t count,
+                     const std::string& request_id);
 
   const config& config_;
   core::engine& engine_;

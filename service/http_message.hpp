@@ -2,12 +2,23 @@
 // handlers compile fast and can be tested without sockets.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "libcore/asio.hpp"
+
 namespace gatherd::service {
+
+// Writes the pieces of a streamed body as they come (chunked transfer coding on HTTP/1.1).
+class body_writer {
+ public:
+  virtual ~body_writer() = default;
+  // false once the client is gone: the producer should stop.
+  virtual core::awaitable<bool> write(std::string piece) = 0;
+};
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
@@ -27,6 +38,8 @@ struct http_response {
   std::string content_type = "application/json";
   std::string body;
   header_list headers;  // beyond Content-Type and X-Request-Id
+  // When set, the body is produced piece by piece after the head instead of `body`.
+  std::function<core::awaitable<void>(body_writer&)> stream;
 };
 
 // Parsed pieces of the target and the route, filled in by the router.

@@ -88,8 +88,11 @@ std::string response_head(const http_response& res, unsigned version, bool keep_
     fmt::format_to(std::back_inserter(out), "Content-Type: {}\r\n", res.content_type);
   for (const auto& [name, value] : res.headers)
     fmt::format_to(std::back_inserter(out), "{}: {}\r\n", name, value);
-  if (res.status != 204)
+  if (res.stream) {
+    if (version >= 11) out.append(std::string_view("Transfer-Encoding: chunked\r\n"));
+  } else if (res.status != 204) {
     fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n", res.body.size());
+  }
   if (!keep_alive) {
     out.append(std::string_view("Connection: close\r\n"));
   } else if (version < 11) {
@@ -97,6 +100,54 @@ std::string response_head(const http_response& res, unsigned version, bool keep_
   }
   out.append(std::string_view("\r\n"));
   return fmt::to_string(out);
+}
+
+// Sends a streamed body's pieces as they are produced: chunked on HTTP/1.1, raw until the
+// connection closes on HTTP/1.0. Each piece has its own write deadline, none between pieces.
+class chunk_writer : public body_writer {
+ public:
+  chunk_writer(connection& c, clock::duration timeout, bool chunked)
+      : c_(c), timeout_(timeout), chunked_(chunked) {}
+
+  net::awaitable<bool> write(std::string piece) override {
+    if (error_ || piece.empty()) co_return !error_;
+    const std::string size = chunked_ ? fmt::format("{:x}\r\n", piece.size()) : std::string();
+    const std::array<net::const_buffer, 3> buffers{
+        net::buffer(size), net::buffer(piece),
+        chunked_ ? net::buffer("\r\n", 2) : net::const_buffer()};
+    c_.expire_in(timeout_);
+    auto [ec, n] = co_await net::async_write(c_.socket, buffers, tuple_awaitable);
+    c_.expire_never();
+    error_ = ec;
+    co_return !error_;
+  }
+
+  net::awaitable<boost::system::error_code> finish() {
+    if (error_ || !chunked_) co_return error_;
+    c_.expire_in(timeout_);
+    auto [ec, n] =
+        co_await net::async_write(c_.socket, net::buffer("0\r\n\r\n", 5), tuple_awaitable);
+    co_return ec;
+  }
+
+ private:
+  connection& c_;
+  clock::duration timeout_;
+  bool chunked_;
+  boost::system::error_code error_;
+};
+
+net::awaitable<boost::system::error_code> write_streamed(connection& c, const http_response& res,
+                                                         unsigned version, bool keep_alive,
+                                                         clock::duration timeout) {
+  const std::string head = response_head(res, version, keep_alive);
+  c.expire_in(timeout);
+  auto [ec, n] = co_await net::async_write(c.socket, net::buffer(head), tuple_awaitable);
+  if (ec) co_return ec;
+  c.expire_never();
+  chunk_writer writer(c, timeout, version >= 11);
+  co_await res.stream(writer);
+  co_return co_await writer.finish();
 }
 
 net::awaitable<boost::system::error_code> write_response(tcp::socket& socket,
@@ -238,10 +289,16 @@ net::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
     const auto& message = parser.get();
     http_request request = to_request(message, remote);
     http_response res = co_await api.handle(std::move(request));
-    const bool keep_alive = message.keep_alive() && !draining.load();
+    // A streamed body on HTTP/1.0 ends with the connection.
+    const bool keep_alive =
+        message.keep_alive() && !draining.load() && (!res.stream || message.version() >= 11);
     // One deadline covers writing the response and receiving the next request's header.
     c->expire_in(cfg.header_timeout);
-    ec = co_await write_response(stream, res, message.version(), keep_alive);
+    if (res.stream) {
+      ec = co_await write_streamed(*c, res, message.version(), keep_alive, cfg.body_timeout);
+    } else {
+      ec = co_await write_response(stream, res, message.version(), keep_alive);
+    }
     c->busy = false;
     if (ec || !keep_alive) break;
   }

@@ -1,6 +1,11 @@
 // POST /v1/gather: fan-in over existing jobs and inline specs.
 #include "libcore/gather.hpp"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/this_coro.hpp>
+
 #include "service/http_api.hpp"
 #include "service/json_reader.hpp"
 #include "service/json_text.hpp"
@@ -9,6 +14,8 @@
 #include "service/query_reader.hpp"
 
 namespace gatherd::service {
+
+namespace net = boost::asio;
 
 namespace {
 
@@ -20,6 +27,10 @@ core::return_when parse_return_when(const std::string& text) {
       "field 'return_when' must be one of all_completed, first_completed, first_exception");
 }
 
+bool wants_ndjson(std::string_view accept) {
+  return accept.find("application/x-ndjson") != std::string_view::npos;
+}
+
 void write_indices(fmt::memory_buffer& out, const std::vector<std::size_t>& indices) {
   out.push_back('[');
   for (std::size_t i = 0; i < indices.size(); ++i) {
@@ -29,7 +40,85 @@ void write_indices(fmt::memory_buffer& out, const std::vector<std::size_t>& indi
   out.push_back(']');
 }
 
+// Everything of the answer but `jobs`: the tail of the JSON answer and the NDJSON summary.
+void write_summary_fields(fmt::memory_buffer& out, const core::gather_result& result) {
+  fmt::format_to(std::back_inserter(out), R"("outcome":"{}","elapsed_ms":{},"done":)",
+                 core::to_string(result.outcome), result.elapsed.count());
+  write_indices(out, result.done);
+  out.append(std::string_view(R"(,"pending":)"));
+  write_indices(out, result.pending);
+  out.append(std::string_view(R"(,"first_error":)"));
+  if (const auto& e = result.first_error) {
+    fmt::format_to(std::back_inserter(out), R"({{"index":{},"id":"{}","error":{{"type":)", e->index,
+                   e->id.to_string());
+    append_json_string(out, e->error.type);
+    out.append(std::string_view(R"(,"message":)"));
+    append_json_string(out, e->error.message);
+    out.append(std::string_view("}}"));
+  } else {
+    out.append(std::string_view("null"));
+  }
+}
+
 }  // namespace
+
+// What a streamed gather tells the response writer, in order: started (or failed before
+// anything was written), one line per job done, the summary line, end.
+struct gather_event {
+  enum class kind { started, line, end, failed } what = kind::line;
+  std::string text;
+  std::exception_ptr error;
+};
+
+// The events of one streamed gather, from the gather's coroutine to the response writer.
+struct gather_stream {
+  gather_stream(net::any_io_executor ex, std::size_t capacity) : events(std::move(ex), capacity) {}
+  void send(gather_event e) {
+    events.try_send(boost::system::error_code{}, std::move(e));  // sized to never be full
+  }
+  net::experimental::concurrent_channel<void(boost::system::error_code, gather_event)> events;
+};
+
+// Runs one streamed gather beside the response writer, feeding it events.
+core::awaitable<void> http_api::stream_gather(std::vector<core::gather_entry> entries,
+                                              core::gather_options options,
+                                              std::shared_ptr<gather_stream> stream,
+                                              std::string request_id) {
+  core::gather_progress progress;
+  progress.started = [stream] { stream->send({gather_event::kind::started, {}, {}}); };
+  progress.done = [stream](std::size_t, const core::job_snapshot& job) {
+    fmt::memory_buffer line;
+    write_job(line, job);
+    line.push_back('\n');
+    stream->send({gather_event::kind::line, fmt::to_string(line), {}});
+  };
+  try {
+    const std::size_t count = entries.size();
+    const auto result = co_await engine_.gather(std::move(entries), options, std::move(progress));
+    record_gather(result, count, request_id);
+    fmt::memory_buffer line;
+    line.append(std::string_view(R"({"summary":{)"));
+    write_summary_fields(line, result);
+    line.append(std::string_view("}}\n"));
+    stream->send({gather_event::kind::line, fmt::to_string(line), {}});
+    stream->send({gather_event::kind::end, {}, {}});
+  } catch (...) {
+    stream->send({gather_event::kind::failed, {}, std::current_exception()});
+  }
+}
+
+void http_api::record_gather(const core::gather_result& result, std::size_t count,
+                             const std::string& request_id) {
+  const auto outcome = core::to_string(result.outcome);
+  metrics_.gather_done(outcome, std::chrono::duration<double>(result.elapsed).count());
+  log::info("gather.done")
+      .add("request_id", request_id)
+      .add("outcome", outcome)
+      .add("jobs", count)
+      .add("done", result.done.size())
+      .add("pending", result.pending.size())
+      .add("elapsed_ms", static_cast<std::int64_t>(result.elapsed.count()));
+}
 
 core::awaitable<http_response> http_api::gather(const http_request& req, const route_match& match) {
   query_reader(match.query).finish();
@@ -69,40 +158,39 @@ core::awaitable<http_response> http_api::gather(const http_request& req, const r
   options.cancel_pending = r.boolean("cancel_pending").value_or(false);
   options.timeout = r.duration("timeout_ms", 86'400'000);
 
+  if (wants_ndjson(req.accept)) {
+    // as_completed: one job per line as each is done, then the summary. Refusals (404, 429,
+    // ...) still come as problem documents: the head is written only once the gather started.
+    const auto ex = co_await net::this_coro::executor;
+    auto stream = std::make_shared<gather_stream>(ex, entries.size() + 4);
+    net::co_spawn(ex, stream_gather(std::move(entries), options, stream, req.request_id),
+                  net::detached);
+    auto [ec, first] = co_await stream->events.async_receive(net::as_tuple(net::use_awaitable));
+    if (first.what == gather_event::kind::failed) std::rethrow_exception(first.error);
+    http_response res;
+    res.content_type = "application/x-ndjson";
+    res.stream = [stream](body_writer& out) -> core::awaitable<void> {
+      for (;;) {
+        auto [ec, e] = co_await stream->events.async_receive(net::as_tuple(net::use_awaitable));
+        if (ec || e.what != gather_event::kind::line) co_return;
+        if (!co_await out.write(std::move(e.text))) co_return;  // the client is gone
+      }
+    };
+    co_return res;
+  }
+
   const std::size_t count = entries.size();
   const core::gather_result result = co_await engine_.gather(std::move(entries), options);
-  const auto outcome = core::to_string(result.outcome);
-  metrics_.gather_done(outcome, std::chrono::duration<double>(result.elapsed).count());
-  log::info("gather.done")
-      .add("request_id", req.request_id)
-      .add("outcome", outcome)
-      .add("jobs", count)
-      .add("done", result.done.size())
-      .add("pending", result.pending.size())
-      .add("elapsed_ms", static_cast<std::int64_t>(result.elapsed.count()));
+  record_gather(result, count, req.request_id);
 
   fmt::memory_buffer out;
-  fmt::format_to(std::back_inserter(out), R"({{"outcome":"{}","elapsed_ms":{},"jobs":[)",
-                 core::to_string(result.outcome), result.elapsed.count());
+  out.append(std::string_view(R"({"jobs":[)"));
   for (std::size_t i = 0; i < result.jobs.size(); ++i) {
     if (i) out.push_back(',');
     write_job(out, result.jobs[i]);
   }
-  out.append(std::string_view(R"(],"done":)"));
-  write_indices(out, result.done);
-  out.append(std::string_view(R"(,"pending":)"));
-  write_indices(out, result.pending);
-  out.append(std::string_view(R"(,"first_error":)"));
-  if (const auto& e = result.first_error) {
-    fmt::format_to(std::back_inserter(out), R"({{"index":{},"id":"{}","error":{{"type":)", e->index,
-                   e->id.to_string());
-    append_json_string(out, e->error.type);
-    out.append(std::string_view(R"(,"message":)"));
-    append_json_string(out, e->error.message);
-    out.append(std::string_view("}}"));
-  } else {
-    out.append(std::string_view("null"));
-  }
+  out.append(std::string_view("],"));
+  write_summary_fields(out, result);
   out.push_back('}');
   http_response res;
   res.body = fmt::to_string(out);

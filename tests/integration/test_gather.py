@@ -5,6 +5,8 @@ does not make them flaky, while still telling "returned at the first completion"
 all".
 """
 
+import http.client
+import json
 import threading
 import time
 import unittest
@@ -598,3 +600,66 @@ class Observability(GatherTestCase):
         for line in logs:
             self.assertEqual(line["jobs"], 1, line)
             self.assertIn("request_id", line)
+
+
+class Streaming(GatherTestCase):
+    """Accept: application/x-ndjson: jobs as they complete, then the summary."""
+
+    def stream(self, srv, body):
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        conn.request("POST", "/v1/gather", json.dumps(body),
+                     {"Content-Type": "application/json", "Accept": "application/x-ndjson"})
+        return conn, conn.getresponse()
+
+    def test_lines_arrive_in_completion_order_as_jobs_finish(self):
+        srv = self.start()
+        body = {"jobs": [{"kind": "sleep", "params": {"duration_ms": 300}},
+                         {"kind": "sleep", "params": {"duration_ms": 100, "fail": "boom"}},
+                         {"kind": "sleep", "params": {"duration_ms": 200}}]}
+        t0 = time.monotonic()
+        conn, resp = self.stream(srv, body)
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(resp.getheader("Content-Type"), "application/x-ndjson")
+        self.assertEqual(resp.getheader("Transfer-Encoding"), "chunked")
+        lines, arrivals = [], []
+        while True:
+            raw = resp.readline()
+            if not raw:
+                break
+            lines.append(json.loads(raw))
+            arrivals.append(time.monotonic() - t0)
+        conn.close()
+        self.assertEqual(len(lines), 4, lines)
+        jobs, summary = lines[:3], lines[3]["summary"]
+        self.assertEqual([j["state"] for j in jobs], ["failed", "succeeded", "succeeded"])
+        # Each line is sent when its job is done, not all at the end.
+        self.assertLess(arrivals[0], 0.25, arrivals)
+        self.assertGreaterEqual(arrivals[2], 0.28, arrivals)
+        self.assertEqual(set(summary), {"outcome", "elapsed_ms", "done", "pending", "first_error"})
+        self.assertEqual(summary["outcome"], "completed")
+        self.assertEqual(summary["done"], [1, 2, 0])
+        self.assertEqual(summary["pending"], [])
+        self.assertEqual(summary["first_error"]["index"], 1)
+        self.assertEqual(summary["first_error"]["id"], jobs[0]["id"])
+
+    def test_refusals_are_problem_documents_before_any_line(self):
+        srv = self.start()
+        conn, resp = self.stream(srv, {"jobs": ["0123456789abcdef0123456789abcdef"]})
+        self.assertEqual(resp.status, 404)
+        self.assertEqual(resp.getheader("Content-Type"), "application/problem+json")
+        self.assertEqual(json.loads(resp.read())["code"], "not_found")
+        conn.close()
+
+    def test_a_client_that_leaves_mid_stream_does_not_hurt_the_server(self):
+        srv = self.start()
+        conn, resp = self.stream(srv, {"jobs": [{"kind": "sleep", "params": {"duration_ms": 50}},
+                                                {"kind": "sleep", "params": {"duration_ms": 300}}]})
+        self.assertEqual(resp.status, 200)
+        first = json.loads(resp.readline())
+        self.assertEqual(first["state"], "succeeded")
+        conn.close()  # gone before the second job and the summary
+        time.sleep(0.5)
+        status, _, body = srv.json("GET", "/healthz")
+        self.assertEqual((status, body), (200, {"status": "ok"}))
+        res, _ = self.gather(srv, {"jobs": [{"kind": "sleep", "params": {"duration_ms": 1}}]})
+        self.assertEqual(res["outcome"], "completed")
