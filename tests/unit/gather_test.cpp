@@ -653,3 +653,50 @@ TEST_F(GatherTest, CancelOnErrorTriggeredByAShutdownCancellation) {
 
 }  // namespace
 }  // namespace gatherd::core
+
+namespace gatherd::core {
+namespace {
+
+using namespace test;
+
+class GatherProgressTest : public engine_test {};
+
+// as_completed: `started` once before anything, then `done` once per index in completion order,
+// each with the job as it ended; a refused gather never reports `started`.
+TEST_F(GatherProgressTest, ReportsStartThenEachJobAsItIsDone) {
+  run([&]() -> awaitable<void> {
+    std::vector<std::string> events;
+    gather_progress progress;
+    progress.started = [&] { events.push_back("started"); };
+    progress.done = [&](std::size_t index, const job_snapshot& job) {
+      events.push_back(std::to_string(index) + ":" + std::string(to_string(job.state)));
+    };
+    std::vector<gather_entry> es;
+    es.emplace_back(sleep_spec(90ms));
+    auto failing = sleep_spec(30ms);
+    sleep_of(failing).fail = "boom";
+    es.emplace_back(std::move(failing));
+    es.emplace_back(sleep_spec(60ms));
+    auto r = co_await eng().gather(std::move(es), gather_options{}, progress);
+    EXPECT_EQ(r.outcome, gather_outcome::completed);
+    EXPECT_EQ(events,
+              (std::vector<std::string>{"started", "1:failed", "2:succeeded", "0:succeeded"}));
+
+    std::vector<std::string> refused;
+    gather_progress watch;
+    watch.started = [&] { refused.push_back("started"); };
+    std::vector<gather_entry> unknown;
+    unknown.emplace_back(job_id::random());
+    bool not_found = false;
+    try {
+      co_await eng().gather(std::move(unknown), gather_options{}, watch);
+    } catch (const engine_error& e) {
+      not_found = e.code() == engine_errc::not_found;
+    }
+    EXPECT_TRUE(not_found);
+    EXPECT_TRUE(refused.empty());
+  });
+}
+
+}  // namespace
+}  // namespace gatherd::core
