@@ -47,10 +47,6 @@ class job_registry {
   std::size_t expire(steady_clock::time_point now);
 
   job_page list(const job_query& query) const;
-  template <class F>
-  void for_each(F&& f) const {
-    for (auto& [id, job] : by_id_) f(job);
-  }
 
   std::size_t size() const { return by_id_.size(); }
   std::size_t retained() const { return retained_; }

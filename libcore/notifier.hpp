@@ -14,7 +14,6 @@ class notifier {
   // Returns at notify_all(), at `deadline`, or on cancellation; callers re-check their condition.
   awaitable<void> wait_until(steady_clock::time_point deadline);
   void notify_all();
-  bool has_waiters() const { return !waiters_.empty(); }
 
  private:
   std::vector<net::steady_timer*> waiters_;

@@ -147,6 +147,7 @@ job_spec parse_job_spec(const json& body, const spec_limits& limits, const std::
 
 namespace {
 
+// RFC 3339 UTC with milliseconds: 2026-11-22T01:02:03.456Z
 void write_timestamp(fmt::memory_buffer& out, wall_clock::time_point t) {
   const auto ms = std::chrono::duration_cast<millis>(t.time_since_epoch()).count();
   const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
@@ -173,12 +174,6 @@ void append(fmt::memory_buffer& out, std::string_view text) {
 }
 
 }  // namespace
-
-std::string format_timestamp(wall_clock::time_point t) {
-  fmt::memory_buffer out;
-  write_timestamp(out, t);
-  return fmt::to_string(out);
-}
 
 void write_job(fmt::memory_buffer& out, const job_snapshot& job) {
   append(out, "{\"id\":\"");

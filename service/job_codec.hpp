@@ -22,7 +22,5 @@ core::job_spec parse_job_spec(const nlohmann::json& body, const spec_limits& lim
 std::string encode_job(const core::job_snapshot& job);
 void write_job(fmt::memory_buffer& out, const core::job_snapshot& job);
 
-// RFC 3339 UTC with milliseconds: 2026-11-22T01:02:03.456Z
-std::string format_timestamp(core::wall_clock::time_point t);
 
 }  // namespace gatherd::service
