@@ -1,6 +1,7 @@
 // engine::gather: resolves ids, admits inline specs (all or nothing), then waits on job
 // completions until the return condition, the failure rule or the timeout ends the wait.
 #include <algorithm>
+#include <boost/asio/this_coro.hpp>
 #include <unordered_map>
 
 #include "libcore/engine.hpp"
@@ -15,6 +16,8 @@ std::string_view to_string(gather_outcome o) {
       return "failed";
     case gather_outcome::timed_out:
       return "timed_out";
+    case gather_outcome::abandoned:
+      return "abandoned";
   }
   return "completed";
 }
@@ -84,10 +87,14 @@ awaitable<gather_result> engine::gather(std::vector<gather_entry> entries, gathe
 awaitable<gather_result> engine::do_gather(std::vector<gather_entry> entries,
                                            gather_options options, gather_progress progress) {
   const auto started = steady_clock::now();
+  // Cancelling the caller (its client went away) abandons the gather: checked, never thrown.
+  co_await net::this_coro::throw_if_cancelled(false);
+  const net::cancellation_state caller = co_await net::this_coro::cancellation_state;
   // Unknown ids are refused before anything is submitted.
   std::vector<record_ptr> jobs(entries.size());
   std::vector<job_spec> specs;
   std::vector<std::size_t> spec_slots;
+  std::vector<std::size_t> created;  // inline specs that made a new job (not an idempotent replay)
   for (std::size_t i = 0; i < entries.size(); ++i) {
     if (const auto* id = std::get_if<job_id>(&entries[i])) {
       jobs[i] = registry_.find(*id);
@@ -102,7 +109,10 @@ awaitable<gather_result> engine::do_gather(std::vector<gather_entry> entries,
   }
   if (!specs.empty()) {
     auto admitted = admit_all(std::move(specs));
-    for (std::size_t k = 0; k < admitted.size(); ++k) jobs[spec_slots[k]] = admitted[k].first;
+    for (std::size_t k = 0; k < admitted.size(); ++k) {
+      jobs[spec_slots[k]] = admitted[k].first;
+      if (admitted[k].second) created.push_back(spec_slots[k]);
+    }
   }
 
   if (progress.started) progress.started();
@@ -135,20 +145,40 @@ awaitable<gather_result> engine::do_gather(std::vector<gather_entry> entries,
       outcome = gather_outcome::timed_out;
       break;
     }
+    if (caller.cancelled() != net::cancellation_type::none) {
+      outcome = gather_outcome::abandoned;
+      break;
+    }
     co_await state->wake.wait_until(deadline);
   }
 
   // Failures that ended (or came before the end of) the wait; jobs the gather cancels below
   // are reported as done, but never as its first error.
   const std::size_t decided = state->done().size();
+  if (outcome == gather_outcome::abandoned) {
+    // Nobody will read the answer: stop the jobs this gather submitted, without waiting.
+    for (std::size_t i : created) {
+      if (!state->is_done(i)) request_cancel(*jobs[i], "its gather's client went away");
+    }
+  }
   // An early end cancels what is left when asked, and reports it after its cleanup.
-  if (!state->all_done() && (cancel_rest || options.cancel_pending)) {
+  if (outcome != gather_outcome::abandoned && !state->all_done() &&
+      (cancel_rest || options.cancel_pending)) {
     for (std::size_t i = 0; i < jobs.size(); ++i) {
       if (!state->is_done(i)) request_cancel(*jobs[i], "cancelled by its gather");
     }
     while (!state->all_done()) {
       co_await state->wake.wait_until(steady_clock::now() + std::chrono::seconds(1));
     }
+  }
+
+  // Leave no listener behind on jobs that outlive this gather.
+  for (const auto& job : jobs) {
+    if (!job->run) continue;
+    std::erase_if(job->run->listeners, [&](const std::weak_ptr<completion_listener>& w) {
+      const auto listener = w.lock();
+      return !listener || listener == state;
+    });
   }
 
   gather_result result;

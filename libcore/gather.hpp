@@ -33,7 +33,9 @@ struct gather_progress {
   std::function<void(std::size_t index, const job_snapshot& job)> done;
 };
 
-enum class gather_outcome : std::uint8_t { completed, failed, timed_out };
+// `abandoned`: the caller stopped waiting (its client went away) before the wait ended; the
+// inline jobs it had submitted and that were unfinished are cancelled.
+enum class gather_outcome : std::uint8_t { completed, failed, timed_out, abandoned };
 std::string_view to_string(gather_outcome o);
 
 struct gather_error {

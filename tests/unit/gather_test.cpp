@@ -592,6 +592,32 @@ TEST_F(GatherTest, AnInlineSpecWithAUsedIdempotencyKeyGathersTheExistingJob) {
   });
 }
 
+// ---- abandonment: the caller stops waiting ------------------------------------------------
+
+TEST_F(GatherTest, CancellingTheCallerAbandonsTheGatherAndCancelsOnlyItsInlineJobs) {
+  using namespace net::experimental::awaitable_operators;
+  run([&]() -> awaitable<void> {
+    const auto existing = (co_await eng().submit(sleep_spec(150ms))).job.id;
+    auto es = entries(existing, sleep_spec(5000ms));
+    const auto t0 = steady_clock::now();
+    // The caller gives up after 40 ms (as a server does when the client disconnects).
+    auto first = co_await (eng().gather(std::move(es), options()) || sleep_for(40ms));
+    EXPECT_LT(ms_since(t0), 1000.0);  // not the 5 s of the inline job
+    require(first.index() == 1, "the caller's timer ends the wait");
+
+    auto all = co_await eng().list(query());
+    require(all.jobs.size() == 2, "the existing and the inline job");
+    const auto inline_id = all.jobs[0].id == existing ? all.jobs[1].id : all.jobs[0].id;
+    auto stopped = co_await eng().get(inline_id, 2000ms);
+    EXPECT_EQ(stopped.state, job_state::cancelled);
+    require(stopped.error.has_value(), "a cancelled job has an error");
+    EXPECT_EQ(stopped.error->message, "its gather's client went away");
+    auto kept = co_await eng().get(existing, 2000ms);
+    EXPECT_EQ(kept.state, job_state::succeeded);  // a job the gather did not submit runs on
+    EXPECT_FALSE(kept.cancel_requested);
+  });
+}
+
 // ---- shutdown -------------------------------------------------------------------------------
 
 TEST_F(GatherTest, AGatherDuringShutdownCompletesWhenItsJobsAreCancelled) {
