@@ -4,11 +4,15 @@
 #   bench/run_all.sh                                   # uses build/release/service/gatherd
 #   GATHERD_BIN=/path/to/gatherd bench/run_all.sh > bench/results.md
 #
-# Env is passed through: WRK_THREADS, WRK_CONNS, WRK_DURATION, WRK_WARMUP, BENCH_ROUNDS, BENCH_STRICT.
+# Env is passed through: WRK_THREADS, WRK_CONNS, WRK_DURATION, WRK_WARMUP, BENCH_ROUNDS, BENCH_STRICT,
+# WS_CONNECTIONS, WS_PARALLEL, WS_HOLD_S, WS_WARMUP, WS_SERVERS. BENCH_PYTHON (default /usr/bin/python3, the
+# Debian interpreter that has python3-websockets) runs the Python benchmarks.
 # Exit status: the worst of the benchmarks' (0 valid, 1 target missed with BENCH_STRICT=1, 2 invalid).
 set -uo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PYTHON=${BENCH_PYTHON:-/usr/bin/python3}
+[[ -x $PYTHON ]] || PYTHON=python3
 export GATHERD_BIN=${GATHERD_BIN:-build/release/service/gatherd}
 
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null)
@@ -44,5 +48,9 @@ run() {
 
 run "$BENCH_DIR/http_vs_nginx.sh"
 echo
-run python3 "$BENCH_DIR/retained_memory.py"
+run "$PYTHON" "$BENCH_DIR/retained_memory.py"
+echo
+run "$PYTHON" "$BENCH_DIR/gather_10k.py"
+echo
+run "$PYTHON" "$BENCH_DIR/ws_idle.py"
 exit "$worst"

@@ -244,6 +244,7 @@ awaitable<job_outcome> engine::run_attempts(record_ptr job) {
   const retry_policy& retry = job->run->spec.retry;
   for (int attempt = 1;; ++attempt) {
     job->attempts = static_cast<std::uint16_t>(attempt);
+    observer_->attempt_started(*job);
     job_error error;
     try {
       // (co_await kept out of braced initialisers: g++ 12 miscompiles those)

@@ -36,6 +36,10 @@ void validate(const config& c) {
   require(c.max_header_bytes >= 256, "--max-header-bytes must be at least 256");
   require(c.max_connections >= 1, "--max-connections must be at least 1");
   require(c.header_timeout.count() > 0 && c.body_timeout.count() > 0, "timeouts must be positive");
+  require(c.ws_max_message_bytes >= 64, "--ws-max-message-bytes must be at least 64");
+  require(c.ws_outbox_bytes >= 4096, "--ws-outbox-bytes must be at least 4096");
+  require(c.ws_idle_timeout.count() >= 100, "--ws-idle-timeout-ms must be at least 100");
+  require(c.ws_max_inflight >= 1, "--ws-max-inflight must be at least 1");
   require(c.default_retention <= c.max_retention,
           "--default-retention-ms must not exceed --max-retention-ms");
   require(c.log_format == "json" || c.log_format == "text", "--log-format must be json or text");
@@ -50,7 +54,7 @@ command parse_command_line(int argc, const char* const argv[]) {
   command cmd;
   config& c = cmd.settings;
   std::int64_t header_timeout = 0, body_timeout = 0, retention = 0, max_retention = 0, grace = 0,
-               drain = 0;
+               drain = 0, ws_idle = 0;
   std::string tokens_csv;
 
   po::options_description options("gatherd options (each also read from GATHERD_<NAME>)");
@@ -75,6 +79,12 @@ command parse_command_line(int argc, const char* const argv[]) {
     ("header-timeout-ms", po::value(&header_timeout)->default_value(c.header_timeout.count()), "a complete request header within this of connect or of the previous response")
     ("body-timeout-ms", po::value(&body_timeout)->default_value(c.body_timeout.count()), "a complete request body within this after its header")
     ("max-connections", po::value(&c.max_connections)->default_value(c.max_connections), "open client connections; more are closed at accept")
+    ("ws-max-connections", po::value(&c.ws_max_connections)->default_value(c.ws_max_connections), "open WebSockets; more upgrades get 429")
+    ("ws-max-message-bytes", po::value(&c.ws_max_message_bytes)->default_value(c.ws_max_message_bytes), "largest WebSocket message accepted; bigger closes with 1009")
+    ("ws-outbox-bytes", po::value(&c.ws_outbox_bytes)->default_value(c.ws_outbox_bytes), "outbound bytes queued per WebSocket; a client that lets more pile up is closed with 1008")
+    ("ws-idle-timeout-ms", po::value(&ws_idle)->default_value(c.ws_idle_timeout.count()), "a WebSocket peer silent this long (not even a pong) is dropped; pings go out at half of it")
+    ("ws-max-inflight", po::value(&c.ws_max_inflight)->default_value(c.ws_max_inflight), "operations running at once per WebSocket; beyond, reading pauses")
+    ("ws-max-watched", po::value(&c.ws_max_watched)->default_value(c.ws_max_watched), "job ids watched per WebSocket")
     ("shutdown-grace-ms", po::value(&grace)->default_value(c.shutdown_grace.count()), "on SIGTERM, running jobs get this long before they are cancelled")
     ("drain-ms", po::value(&drain)->default_value(c.drain.count()), "on SIGTERM, keep accepting this long (readiness already 503)")
     ("api-token", po::value(&c.api_tokens)->composing(), "bearer token required on /v1/* (repeatable)")
@@ -117,6 +127,7 @@ command parse_command_line(int argc, const char* const argv[]) {
     c.max_retention = non_negative(max_retention, "--max-retention-ms");
     c.shutdown_grace = non_negative(grace, "--shutdown-grace-ms");
     c.drain = non_negative(drain, "--drain-ms");
+    c.ws_idle_timeout = non_negative(ws_idle, "--ws-idle-timeout-ms");
     if (!tokens_csv.empty()) {
       std::vector<std::string> parts;
       boost::algorithm::split(parts, tokens_csv, boost::algorithm::is_any_of(","));

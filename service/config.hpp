@@ -29,6 +29,13 @@ struct config {
   millis header_timeout{10000};
   millis body_timeout{30000};
   std::size_t max_connections = 10000;
+  // WebSocket sessions (GET /v1/ws)
+  std::size_t ws_max_connections = 10000;
+  std::size_t ws_max_message_bytes = 1 << 20;
+  std::size_t ws_outbox_bytes = 4 << 20;
+  millis ws_idle_timeout{60000};
+  std::size_t ws_max_inflight = 64;
+  std::size_t ws_max_watched = 10000;
   millis shutdown_grace{10000};
   millis drain{0};
   std::vector<std::string> api_tokens;

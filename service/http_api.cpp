@@ -4,6 +4,9 @@
 
 #include <array>
 #include <boost/algorithm/string/predicate.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <cstring>
 #include <random>
 
@@ -12,6 +15,8 @@
 #include "service/problem.hpp"
 
 namespace gatherd::service {
+
+namespace net = boost::asio;
 
 namespace {
 
@@ -55,6 +60,28 @@ void require_json_body(const http_request& req) {
   }
 }
 
+http_response http_api::open_websocket(const http_request& req) {
+  if (!req.websocket_upgrade) {
+    http_response res =
+        problem_response(426, "upgrade_required", "GET /v1/ws needs a WebSocket upgrade request");
+    res.headers.emplace_back("Upgrade", "websocket");
+    return res;
+  }
+  if (readiness_.load() == readiness::draining) {
+    throw request_error(503, "shutting_down", "the server is shutting down");
+  }
+  if (websockets_.fetch_add(1) >= config_.ws_max_connections) {
+    websockets_.fetch_sub(1);
+    throw request_error(429, "too_many_connections",
+                        "more than " + std::to_string(config_.ws_max_connections) +
+                            " WebSocket connections are open");
+  }
+  http_response res;
+  res.status = 101;
+  res.content_type.clear();
+  return res;
+}
+
 bool http_api::authorized(const http_request& req) const {
   if (config_.api_tokens.empty()) return true;
   static constexpr std::string_view scheme = "Bearer ";
@@ -74,30 +101,63 @@ bool http_api::authorized(const http_request& req) const {
 core::awaitable<http_response> http_api::handle(http_request req) {
   const auto started = core::steady_clock::now();
   if (!valid_request_id(req.request_id)) req.request_id = new_request_id();
-
-  routing r = find_route(req.method, req.target);
-  std::string_view route = r.matched ? r.match.route : std::string_view("unmatched");
+  const routing r = find_route(req.method, req.target);
+  // (No co_await inside a conditional expression: g++ 12 miscompiles it.)
   http_response res;
+  if (r.matched && r.matched->waits && req.client_gone) {
+    res = co_await respond_unless_client_gone(req, r);
+  } else {
+    res = co_await respond(req, r);
+  }
+  finish(req, r.matched ? r.match.route : std::string_view("unmatched"), res, started);
+  co_return res;
+}
+
+core::awaitable<http_response> http_api::call(http_request req) {
+  if (!valid_request_id(req.request_id)) req.request_id = new_request_id();
+  const routing r = find_route(req.method, req.target);
+  co_return co_await respond(req, r);
+}
+
+core::awaitable<http_response> http_api::respond(const http_request& req, const routing& r) {
   try {
-    if (r.bad_target) {
-      throw invalid_request("the request target is not a valid path");
-    } else if (!r.matched && !r.allow.empty()) {
-      res = problem_response(405, "method_not_allowed",
-                             req.method + " is not allowed on " + std::string(path_of(req.target)));
+    if (r.bad_target) throw invalid_request("the request target is not a valid path");
+    if (!r.matched && !r.allow.empty()) {
+      http_response res =
+          problem_response(405, "method_not_allowed",
+                           req.method + " is not allowed on " + std::string(path_of(req.target)));
       res.headers.emplace_back("Allow", r.allow);
-    } else if (!r.matched) {
+      co_return res;
+    }
+    if (!r.matched) {
       throw request_error(404, "not_found", "no route for " + std::string(path_of(req.target)));
-    } else if (route.starts_with("/v1/") && !authorized(req)) {
+    }
+    if (r.match.route.starts_with("/v1/") && !authorized(req)) {
       throw request_error(401, "unauthorized",
                           "a valid 'Authorization: Bearer <token>' is required");
-    } else {
-      res = co_await dispatch(req, r.match, r.matched->target);
     }
+    co_return co_await dispatch(req, r.match, r.matched->target);
   } catch (...) {
-    res = problem_from(std::current_exception());
+    co_return problem_from(std::current_exception());
   }
-  finish(req, route, res, started);
-  co_return res;
+}
+
+// Runs the handler beside a watch on the client: if the client leaves first, the handler is
+// cancelled (a gather is abandoned, a long-poll ends) and nothing is sent.
+core::awaitable<http_response> http_api::respond_unless_client_gone(const http_request& req,
+                                                                    const routing& r) {
+  const auto ex = co_await net::this_coro::executor;
+  auto [order, error, res, gone_error] =
+      co_await net::experimental::make_parallel_group(
+          net::co_spawn(ex, respond(req, r), net::deferred),
+          net::co_spawn(ex, req.client_gone(), net::deferred))
+          .async_wait(net::experimental::wait_for_one(), net::use_awaitable);
+  if (order[0] == 1) {
+    co_return problem_response(status_client_closed, "client_closed",
+                               "the client went away before the answer");
+  }
+  if (error) co_return problem_from(error);
+  co_return std::move(res);
 }
 
 core::awaitable<http_response> http_api::dispatch(const http_request& req, const route_match& match,
@@ -125,6 +185,8 @@ core::awaitable<http_response> http_api::dispatch(const http_request& req, const
       co_return co_await delete_job(match);
     case endpoint::gather:
       co_return co_await gather(req, match);
+    case endpoint::websocket:
+      co_return open_websocket(req);
   }
   throw std::logic_error("unrouted endpoint");
 }

@@ -26,6 +26,13 @@ class http_api {
   // Never throws: every failure becomes a problem response.
   core::awaitable<http_response> handle(http_request request);
 
+  // The same answer as handle() without the access log and HTTP metrics: WebSocket
+  // operations answer exactly like their REST twins but are counted as WebSocket messages.
+  core::awaitable<http_response> call(http_request request);
+
+  // A 101 answer to GET /v1/ws reserves a WebSocket slot; the session gives it back here.
+  void websocket_closed() { websockets_.fetch_sub(1); }
+
   // For errors found before a request is complete (limits, syntax): counted and logged too.
   http_response reject(const http_request& partial, unsigned status, const std::string& code,
                        const std::string& detail);
@@ -34,6 +41,9 @@ class http_api {
   readiness current_readiness() const { return readiness_.load(); }
 
  private:
+  core::awaitable<http_response> respond(const http_request& req, const routing& r);
+  core::awaitable<http_response> respond_unless_client_gone(const http_request& req,
+                                                            const routing& r);
   core::awaitable<http_response> dispatch(const http_request& req, const route_match& match,
                                           endpoint target);
   bool authorized(const http_request& req) const;
@@ -45,6 +55,7 @@ class http_api {
   http_response readyz() const;
   http_response metrics_text();
   http_response openapi() const;
+  http_response open_websocket(const http_request& req);
   // handlers/jobs.cpp
   core::awaitable<http_response> submit_job(const http_request& req);
   core::awaitable<http_response> submit_batch(const http_request& req);
@@ -66,6 +77,7 @@ class http_api {
   metrics& metrics_;
   spec_limits limits_;
   std::atomic<readiness> readiness_{readiness::starting};
+  std::atomic<std::size_t> websockets_{0};
 };
 
 // Helpers shared by the handlers.

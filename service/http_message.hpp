@@ -31,7 +31,14 @@ struct http_request {
   std::string request_id;  // as received; the pipeline replaces a missing or invalid one
   std::string remote;      // "address:port"
   std::string body;
+  bool websocket_upgrade = false;  // a valid WebSocket upgrade request (GET /v1/ws)
+  // Completes once the client has gone away, never while it is still there. Set by the server;
+  // the pipeline races it against handlers that may wait long (route::waits).
+  std::function<core::awaitable<void>()> client_gone;
 };
+
+// Logged and counted (nginx's "client closed request"), never sent: the client is gone.
+inline constexpr unsigned status_client_closed = 499;
 
 struct http_response {
   unsigned status = 200;

@@ -20,6 +20,7 @@ log::event transition(const core::job_record& job, log::level lvl = log::level::
 
 void job_events::job_submitted(const core::job_record& job) {
   metrics_.job_submitted(job.kind);
+  feed_.publish(job);
   log::debug("job.submitted")
       .add("job_id", job.id.to_string())
       .add("kind", core::to_string(job.kind));
@@ -36,6 +37,10 @@ void job_events::job_started(const core::job_record& job,
   transition(job).add("queue_wait_ms", queue_wait.count() * 1000);
 }
 
+void job_events::attempt_started(const core::job_record& job) {
+  feed_.publish(job);  // watchers see `running` with each attempt's number
+}
+
 void job_events::job_retrying(const core::job_record& job, const core::job_error& error,
                               core::millis backoff) {
   metrics_.job_retried(job.kind);
@@ -49,6 +54,7 @@ void job_events::job_finished(const core::job_record& job) {
   const double seconds =
       job.started() ? std::chrono::duration<double>(job.finished_at - job.started_at).count() : 0.0;
   metrics_.job_finished(job.kind, job.state, seconds);
+  feed_.publish(job);
   auto e = transition(
       job, job.state == core::job_state::succeeded ? log::level::info : log::level::warn);
   e.add("duration_ms", seconds * 1000).add("cancel_requested", job.cancel_requested);

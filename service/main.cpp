@@ -20,6 +20,8 @@
 #include "service/log.hpp"
 #include "service/metrics.hpp"
 #include "service/server.hpp"
+#include "service/websocket/job_feed.hpp"
+#include "service/websocket/protocol.hpp"
 
 namespace net = boost::asio;
 using namespace gatherd;
@@ -72,7 +74,8 @@ int main(int argc, char* argv[]) {
   {
     io_pool io(c.threads);
     metrics meter;
-    job_events events(meter);
+    job_feed feed;
+    job_events events(meter, feed);
     core::engine engine(io.main().get_executor(),
                         core::engine_config{c.max_running, c.max_queued, c.max_retained_jobs,
                                             c.default_retention, c.compute_threads},
@@ -82,7 +85,8 @@ int main(int argc, char* argv[]) {
       m.set_log_dropped(log::dropped());
     });
     http_api api(c, engine, meter);
-    server srv(io, c, api, meter);
+    ws_services websockets{c, api, feed, meter};
+    server srv(io, c, api, meter, websockets);
     try {
       const auto bound = srv.listen();
       log::announce("listening", "address", bound.address().to_string(), "port", bound.port());

@@ -99,13 +99,23 @@ metrics::metrics()
                        .Add({})),
       gathers_(BuildCounter()
                    .Name("gatherd_gathers_total")
-                   .Help("Gathers answered, by outcome (completed, failed, timed_out).")
+                   .Help("Gathers ended, by outcome (completed, failed, timed_out, abandoned).")
                    .Register(*registry_)),
       gather_seconds_(BuildHistogram()
                           .Name("gatherd_gather_duration_seconds")
                           .Help("Time from a gather's start to its answer.")
                           .Register(*registry_)
                           .Add({}, job_buckets)),
+      ws_open_(BuildGauge()
+                   .Name("gatherd_ws_connections")
+                   .Help("Open WebSocket connections.")
+                   .Register(*registry_)
+                   .Add({})),
+      ws_accepted_(BuildCounter()
+                       .Name("gatherd_ws_connections_total")
+                       .Help("WebSocket connections accepted.")
+                       .Register(*registry_)
+                       .Add({})),
       process_(std::make_shared<process_collector>()) {
   BuildGauge()
       .Name("gatherd_build_info")
@@ -127,6 +137,53 @@ metrics::metrics()
   }
   for (const char* reason : {"queue_full", "shutting_down"})
     jobs_rejected_.Add({{"reason", reason}});
+  for (const char* outcome : {"completed", "failed", "timed_out", "abandoned"})
+    gathers_.Add({{"outcome", outcome}});
+  auto& received = BuildCounter()
+                       .Name("gatherd_ws_messages_received_total")
+                       .Help("WebSocket messages received, by op (invalid: not a known op).")
+                       .Register(*registry_);
+  for (std::size_t i = 0; i < ws_ops.size(); ++i)
+    ws_received_[i] = &received.Add({{"op", std::string(ws_ops[i])}});
+  auto& sent = BuildCounter()
+                   .Name("gatherd_ws_messages_sent_total")
+                   .Help("WebSocket messages sent, by type.")
+                   .Register(*registry_);
+  for (std::size_t i = 0; i < ws_types.size(); ++i)
+    ws_sent_[i] = &sent.Add({{"type", std::string(ws_types[i])}});
+  auto& closed = BuildCounter()
+                     .Name("gatherd_ws_closed_total")
+                     .Help("WebSocket connections closed, by reason.")
+                     .Register(*registry_);
+  for (std::size_t i = 0; i < ws_close_reasons.size(); ++i)
+    ws_closed_[i] = &closed.Add({{"reason", std::string(ws_close_reasons[i])}});
+}
+
+namespace {
+template <std::size_t N>
+std::size_t label_index(const std::array<std::string_view, N>& values, std::string_view v) {
+  for (std::size_t i = 0; i < N; ++i)
+    if (values[i] == v) return i;
+  return N - 1;
+}
+}  // namespace
+
+void metrics::ws_opened() {
+  ws_open_.Increment();
+  ws_accepted_.Increment();
+}
+
+void metrics::ws_closed(std::string_view reason) {
+  ws_open_.Decrement();
+  ws_closed_[label_index(ws_close_reasons, reason)]->Increment();
+}
+
+void metrics::ws_received(std::string_view op) {
+  ws_received_[label_index(ws_ops, op)]->Increment();
+}
+
+void metrics::ws_sent(std::string_view type) {
+  ws_sent_[label_index(ws_types, type)]->Increment();
 }
 
 void metrics::request_done(std::string_view route, std::string_view method, unsigned status,
@@ -168,7 +225,7 @@ void metrics::job_finished(core::job_kind kind, core::job_state state, double ru
 }
 
 void metrics::gather_done(std::string_view outcome, double seconds) {
-  gathers_.Add({{"outcome", std::string(outcome)}}).Increment();  // three values: bounded
+  gathers_.Add({{"outcome", std::string(outcome)}}).Increment();  // four values: bounded
   gather_seconds_.Observe(seconds);
 }
 

@@ -39,6 +39,19 @@ class metrics {
   // Gathers
   void gather_done(std::string_view outcome, double seconds);
 
+  // WebSocket sessions. Label values come from the fixed lists below (anything else counts
+  // under the last entry), so the label sets stay bounded.
+  static constexpr std::array<std::string_view, 6> ws_ops{"submit",  "cancel", "watch",
+                                                          "unwatch", "gather", "invalid"};
+  static constexpr std::array<std::string_view, 5> ws_types{"reply", "job", "gather", "gather_done",
+                                                            "error"};
+  static constexpr std::array<std::string_view, 6> ws_close_reasons{
+      "client", "slow_consumer", "too_big", "idle", "shutdown", "error"};
+  void ws_opened();
+  void ws_closed(std::string_view reason);
+  void ws_received(std::string_view op);
+  void ws_sent(std::string_view type);
+
   // Values read at scrape time (gauges owned by someone else).
   void on_scrape(std::function<void(metrics&)> refresh) { refresh_ = std::move(refresh); }
   void set_jobs(std::size_t queued, std::size_t running, std::size_t retained);
@@ -65,6 +78,11 @@ class metrics {
   prometheus::Counter& log_dropped_;
   prometheus::Family<prometheus::Counter>& gathers_;
   prometheus::Histogram& gather_seconds_;
+  prometheus::Gauge& ws_open_;
+  prometheus::Counter& ws_accepted_;
+  std::array<prometheus::Counter*, ws_ops.size()> ws_received_{};
+  std::array<prometheus::Counter*, ws_types.size()> ws_sent_{};
+  std::array<prometheus::Counter*, ws_close_reasons.size()> ws_closed_{};
   std::shared_ptr<prometheus::Collectable> process_;
   std::function<void(metrics&)> refresh_;
   std::mutex scrape_mutex_;

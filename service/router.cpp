@@ -13,10 +13,11 @@ const std::vector<route>& route_table() {
       {"POST", "/v1/jobs", endpoint::submit_job},
       {"GET", "/v1/jobs", endpoint::list_jobs},
       {"POST", "/v1/jobs/batch", endpoint::submit_batch},
-      {"GET", "/v1/jobs/{id}", endpoint::get_job},
+      {"GET", "/v1/jobs/{id}", endpoint::get_job, true},
       {"DELETE", "/v1/jobs/{id}", endpoint::delete_job},
       {"POST", "/v1/jobs/{id}/cancel", endpoint::cancel_job},
-      {"POST", "/v1/gather", endpoint::gather},
+      {"POST", "/v1/gather", endpoint::gather, true},
+      {"GET", "/v1/ws", endpoint::websocket},
   };
   return table;
 }

@@ -23,12 +23,16 @@ enum class endpoint {
   cancel_job,
   delete_job,
   gather,
+  websocket,
 };
 
 struct route {
   std::string method;
   std::string pattern;  // segments in braces match any one non-empty segment
   endpoint target;
+  // The handler may wait long (long-polls, gathers): the request is abandoned (its handler
+  // cancelled) if the client disconnects meanwhile.
+  bool waits = false;
 };
 
 const std::vector<route>& route_table();

@@ -1,10 +1,13 @@
 #include "service/server.hpp"
 
 #include <fmt/format.h>
+#include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -12,12 +15,14 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <mutex>
 #include <unordered_set>
 
 #include "service/http_api.hpp"
 #include "service/log.hpp"
 #include "service/metrics.hpp"
+#include "service/websocket/session.hpp"
 
 namespace gatherd::service {
 
@@ -52,9 +57,26 @@ struct connection {
   net::steady_timer watchdog;
   clock::time_point deadline = clock::time_point::max();
   clock::time_point armed = clock::time_point::max();
-  bool busy = false;    // a request is past its header: handled or being answered
-  bool closed = false;  // the session has ended
+  bool busy = false;               // a request is past its header: handled or being answered
+  bool closed = false;             // the session has ended
+  std::function<void()> on_drain;  // set while the connection is a WebSocket
 };
+
+// Completes once the client has closed its end (or the connection broke); never while the
+// client is only waiting. Bytes of a pipelined next request mean the client is still there:
+// then it waits until cancelled. (A client that half-closes after its request looks gone.)
+net::awaitable<void> client_gone(tcp::socket& socket) {
+  auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, tuple_awaitable);
+  if (ec == net::error::operation_aborted) co_return;  // the answer is ready: stop watching
+  if (!ec) {
+    char byte;
+    const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) {
+      net::steady_timer never(socket.get_executor(), clock::time_point::max());
+      co_await never.async_wait(tuple_awaitable);
+    }
+  }
+}
 
 std::string remote_of(const tcp::socket& socket) {
   boost::system::error_code ec;
@@ -146,7 +168,14 @@ net::awaitable<boost::system::error_code> write_streamed(connection& c, const ht
   if (ec) co_return ec;
   c.expire_never();
   chunk_writer writer(c, timeout, version >= 11);
-  co_await res.stream(writer);
+  // A stream may pause long between pieces: stop it if the client leaves meanwhile.
+  const auto ex = c.socket.get_executor();
+  auto [order, stream_error, gone_error] =
+      co_await net::experimental::make_parallel_group(
+          net::co_spawn(ex, res.stream(writer), net::deferred),
+          net::co_spawn(ex, client_gone(c.socket), net::deferred))
+          .async_wait(net::experimental::wait_for_one(), net::use_awaitable);
+  if (order[0] == 1) co_return net::error::connection_aborted;
   co_return co_await writer.finish();
 }
 
@@ -185,12 +214,14 @@ read_failure classify(const beast::error_code& ec, const config& c) {
 }  // namespace
 
 struct server::impl {
-  impl(io_pool& io, const config& c, http_api& api, metrics& m)
-      : io(io), cfg(c), api(api), meter(m), acceptor(io.main()) {}
+  impl(io_pool& io, const config& c, http_api& api, metrics& m, ws_services& ws)
+      : io(io), cfg(c), api(api), meter(m), websockets(ws), acceptor(io.main()) {}
 
   net::awaitable<void> accept_loop();
   net::awaitable<void> session(std::shared_ptr<connection> c);
   net::awaitable<void> watch(std::shared_ptr<connection> c);
+  net::awaitable<void> run_websocket(connection& c, http::request<http::string_body> upgrade,
+                                     http_request info);
   net::awaitable<void> answer_and_close(connection& c,
                                         const http::request_parser<http::string_body>& parser,
                                         const read_failure& failure, const std::string& remote);
@@ -201,6 +232,7 @@ struct server::impl {
   const config& cfg;
   http_api& api;
   metrics& meter;
+  ws_services& websockets;
   tcp::acceptor acceptor;
   std::atomic<bool> draining{false};
   std::atomic<std::size_t> open{0};
@@ -288,7 +320,16 @@ net::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
     c->expire_never();  // handlers may long-poll; their own limits bound them
     const auto& message = parser.get();
     http_request request = to_request(message, remote);
+    request.websocket_upgrade = beast::websocket::is_upgrade(message);
+    request.client_gone = [&stream] { return client_gone(stream); };
     http_response res = co_await api.handle(std::move(request));
+    if (res.status == status_client_closed) break;  // nobody to answer
+    if (res.status == 101) {
+      http_request info = to_request(message, remote);
+      info.request_id = res.headers.back().second;  // the pipeline's X-Request-Id
+      co_await run_websocket(*c, parser.release(), std::move(info));
+      break;
+    }
     // A streamed body on HTTP/1.0 ends with the connection.
     const bool keep_alive =
         message.keep_alive() && !draining.load() && (!res.stream || message.version() >= 11);
@@ -307,6 +348,20 @@ net::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
   beast::error_code ignored;
   stream.shutdown(tcp::socket::shutdown_send, ignored);
   stream.close(ignored);
+}
+
+net::awaitable<void> server::impl::run_websocket(connection& c,
+                                                 http::request<http::string_body> upgrade,
+                                                 http_request info) {
+  c.busy = true;
+  c.expire_never();  // the session has its own idle timeout and pings
+  info.body.clear();
+  websocket_session session(c.socket, websockets, std::move(info));
+  c.on_drain = [&session] { session.shut_down(); };
+  if (draining.load()) session.shut_down();
+  co_await session.run(std::move(upgrade));
+  c.on_drain = nullptr;
+  api.websocket_closed();
 }
 
 net::awaitable<void> server::impl::answer_and_close(
@@ -340,8 +395,8 @@ void server::impl::for_each_connection(F f) {
   }
 }
 
-server::server(io_pool& io, const config& c, http_api& api, metrics& m)
-    : impl_(std::make_unique<impl>(io, c, api, m)) {}
+server::server(io_pool& io, const config& c, http_api& api, metrics& m, ws_services& websockets)
+    : impl_(std::make_unique<impl>(io, c, api, m, websockets)) {}
 
 server::~server() = default;
 
@@ -372,7 +427,11 @@ void server::drain() {
   impl_->draining.store(true);
   impl_->for_each_connection([](connection& c) {
     boost::system::error_code ignored;
-    if (!c.busy) c.socket.cancel(ignored);  // idle between requests: its header read ends now
+    if (c.on_drain) {
+      c.on_drain();  // a WebSocket: close with 1001
+    } else if (!c.busy) {
+      c.socket.cancel(ignored);  // idle between requests: its header read ends now
+    }
   });
 }
 

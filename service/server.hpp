@@ -14,10 +14,12 @@ namespace gatherd::service {
 
 class http_api;
 class metrics;
+struct ws_services;
 
 class server {
  public:
-  server(io_pool& io, const config& c, http_api& api, metrics& m);
+  // `websockets` serves GET /v1/ws once the API has answered its upgrade with 101.
+  server(io_pool& io, const config& c, http_api& api, metrics& m, ws_services& websockets);
   ~server();
 
   // Binds and listens; returns the bound address (the port is the real one with --port 0).
@@ -25,7 +27,7 @@ class server {
   void start();
 
   // Shutdown, in order: stop accepting; drain (idle keep-alive connections close now, busy
-  // ones after their response); after the grace, close_all().
+  // ones after their response, WebSockets with 1001); after the grace, close_all().
   void stop_accepting();
   void drain();
   void close_all();

@@ -2,6 +2,7 @@
 #include "libcore/gather.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -70,14 +71,32 @@ struct gather_event {
   std::exception_ptr error;
 };
 
-// The events of one streamed gather, from the gather's coroutine to the response writer.
+// The events of one streamed gather, from the gather's coroutine to the response writer,
+// which runs on the same executor. If the writer stops early (its client went away, it was
+// cancelled), it abandons the gather through `stop`.
 struct gather_stream {
   gather_stream(net::any_io_executor ex, std::size_t capacity) : events(std::move(ex), capacity) {}
   void send(gather_event e) {
     events.try_send(boost::system::error_code{}, std::move(e));  // sized to never be full
   }
+  void abandon() {
+    if (!ended) stop.emit(net::cancellation_type::terminal);
+  }
   net::experimental::concurrent_channel<void(boost::system::error_code, gather_event)> events;
+  net::cancellation_signal stop;
+  bool ended = false;  // the gather's coroutine is over: nothing left to stop
 };
+
+namespace {
+// Abandons the gather unless the whole stream was passed on.
+struct abandon_unless_done {
+  gather_stream& stream;
+  bool done = false;
+  ~abandon_unless_done() {
+    if (!done) stream.abandon();
+  }
+};
+}  // namespace
 
 // Runs one streamed gather beside the response writer, feeding it events.
 core::awaitable<void> http_api::stream_gather(std::vector<core::gather_entry> entries,
@@ -105,6 +124,7 @@ core::awaitable<void> http_api::stream_gather(std::vector<core::gather_entry> en
   } catch (...) {
     stream->send({gather_event::kind::failed, {}, std::current_exception()});
   }
+  stream->ended = true;
 }
 
 void http_api::record_gather(const core::gather_result& result, std::size_t count,
@@ -164,17 +184,23 @@ core::awaitable<http_response> http_api::gather(const http_request& req, const r
     const auto ex = co_await net::this_coro::executor;
     auto stream = std::make_shared<gather_stream>(ex, entries.size() + 4);
     net::co_spawn(ex, stream_gather(std::move(entries), options, stream, req.request_id),
-                  net::detached);
+                  net::bind_cancellation_slot(stream->stop.slot(), net::detached));
+    abandon_unless_done waiting{*stream};  // we may be cancelled before it starts
     auto [ec, first] = co_await stream->events.async_receive(net::as_tuple(net::use_awaitable));
+    if (ec) throw boost::system::system_error(ec);
+    waiting.done = true;
     if (first.what == gather_event::kind::failed) std::rethrow_exception(first.error);
     http_response res;
     res.content_type = "application/x-ndjson";
     res.stream = [stream](body_writer& out) -> core::awaitable<void> {
+      abandon_unless_done writing{*stream};
       for (;;) {
         auto [ec, e] = co_await stream->events.async_receive(net::as_tuple(net::use_awaitable));
-        if (ec || e.what != gather_event::kind::line) co_return;
+        if (ec) co_return;  // cancelled: the client is gone
+        if (e.what != gather_event::kind::line) break;
         if (!co_await out.write(std::move(e.text))) co_return;  // the client is gone
       }
+      writing.done = true;
     };
     co_return res;
   }

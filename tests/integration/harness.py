@@ -292,6 +292,25 @@ def metric_sum(text, name):
     return total if seen else None
 
 
+_LABEL_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def metric_value(text, name, **labels):
+    """Sum of the samples of `name` whose labels include every given label=value pair
+    (metric_value(text, "x_total", reason="idle")); None when no such sample exists."""
+    total, seen = 0.0, False
+    pattern = re.compile(r"^" + re.escape(name) + r"(?:\{([^}]*)\})?\s+(\S+)")
+    for line in text.splitlines():
+        m = pattern.match(line)
+        if not m:
+            continue
+        have = dict(_LABEL_RE.findall(m.group(1) or ""))
+        if all(have.get(k) == str(v) for k, v in labels.items()):
+            seen = True
+            total += float(m.group(2))
+    return total if seen else None
+
+
 def raw_connect(server, timeout=5.0):
     s = socket.create_connection((server.host, server.port), timeout=timeout)
     s.settimeout(timeout)

@@ -570,7 +570,7 @@ class Contract(GatherTestCase):
         self.assertEqual(set(response["properties"]), RESPONSE_FIELDS)
         self.assertEqual(set(response["required"]), RESPONSE_FIELDS)
         self.assertEqual(set(response["properties"]["outcome"]["enum"]),
-                         {"completed", "failed", "timed_out"})
+                         {"completed", "failed", "timed_out", "abandoned"})
         self.assertEqual(set(self.schemas["GatherError"]["required"]), {"index", "id", "error"})
         for code in ("200", "400", "401", "404", "409", "413", "415", "429", "503"):
             self.assertIn(code, self.operation["responses"])
