@@ -24,11 +24,16 @@ std::string_view to_string(gather_outcome o) {
 
 namespace {
 
-// Records completions of the gathered jobs in order and wakes the gathering coroutine.
+// Records completions of the gathered jobs in order and wakes the gathering coroutine when
+// a completion may end its wait (not on every one: a gather of 10,000 jobs wakes once).
 class gather_state : public completion_listener {
  public:
-  gather_state(std::vector<job_registry::record_ptr> jobs, gather_progress progress)
-      : jobs_(std::move(jobs)), progress_(std::move(progress)), is_done_(jobs_.size(), false) {
+  gather_state(std::vector<job_registry::record_ptr> jobs, const gather_options& options,
+               gather_progress progress)
+      : jobs_(std::move(jobs)),
+        options_(options),
+        progress_(std::move(progress)),
+        is_done_(jobs_.size(), false) {
     for (std::size_t i = 0; i < jobs_.size(); ++i) indices_[jobs_[i].get()].push_back(i);
   }
 
@@ -48,7 +53,13 @@ class gather_state : public completion_listener {
     auto it = indices_.find(&job);
     if (it == indices_.end()) return;
     for (std::size_t i : it->second) mark(i);
-    wake.notify_all();
+    if (may_end_wait()) wake.notify_all();
+  }
+
+  bool may_end_wait() const {
+    if (all_done() || options_.when == return_when::first_completed) return true;
+    return any_failed() && (options_.when == return_when::first_exception ||
+                            options_.cancel_on_error || !options_.return_exceptions);
   }
 
   const std::vector<job_registry::record_ptr>& jobs() const { return jobs_; }
@@ -69,6 +80,7 @@ class gather_state : public completion_listener {
   }
 
   std::vector<job_registry::record_ptr> jobs_;
+  gather_options options_;
   gather_progress progress_;
   std::unordered_map<const job_record*, std::vector<std::size_t>> indices_;
   std::vector<bool> is_done_;
@@ -116,7 +128,7 @@ awaitable<gather_result> engine::do_gather(std::vector<gather_entry> entries,
   }
 
   if (progress.started) progress.started();
-  auto state = std::make_shared<gather_state>(jobs, std::move(progress));
+  auto state = std::make_shared<gather_state>(jobs, options, std::move(progress));
   state->take_finished();
   for (const auto& job : jobs) {
     if (!is_terminal(job->state)) job->run->listeners.push_back(state);
