@@ -34,6 +34,7 @@ class gather_state : public completion_listener {
         options_(options),
         progress_(std::move(progress)),
         is_done_(jobs_.size(), false) {
+    done_.reserve(jobs_.size());
     for (std::size_t i = 0; i < jobs_.size(); ++i) indices_[jobs_[i].get()].push_back(i);
   }
 

@@ -2,7 +2,7 @@
 
 #include <openssl/sha.h>
 
-#include <ctime>
+#include <chrono>
 
 #include "service/json_reader.hpp"
 #include "service/json_text.hpp"
@@ -147,15 +147,40 @@ job_spec parse_job_spec(const json& body, const spec_limits& limits, const std::
 
 namespace {
 
-// RFC 3339 UTC with milliseconds: 2026-11-22T01:02:03.456Z
+// `value` in decimal, zero-padded to `width` digits.
+void append_padded(fmt::memory_buffer& out, unsigned value, int width) {
+  char digits[10];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value > 0 && n < 10);
+  for (int i = n; i < width; ++i) out.push_back('0');
+  while (n > 0) out.push_back(digits[--n]);
+}
+
+// RFC 3339 UTC with milliseconds: 2026-11-22T01:02:03.456Z (written by hand: three per job, on
+// every answer; calendar arithmetic from <chrono>, no gmtime).
 void write_timestamp(fmt::memory_buffer& out, wall_clock::time_point t) {
-  const auto ms = std::chrono::duration_cast<millis>(t.time_since_epoch()).count();
-  const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 static_cast<int>(ms % 1000));
+  using namespace std::chrono;
+  const auto ms = time_point_cast<milliseconds>(t);
+  const auto day = floor<days>(ms);
+  const year_month_day date{day};
+  const hh_mm_ss time{ms - day};
+  append_padded(out, static_cast<unsigned>(static_cast<int>(date.year())), 4);
+  out.push_back('-');
+  append_padded(out, static_cast<unsigned>(date.month()), 2);
+  out.push_back('-');
+  append_padded(out, static_cast<unsigned>(date.day()), 2);
+  out.push_back('T');
+  append_padded(out, static_cast<unsigned>(time.hours().count()), 2);
+  out.push_back(':');
+  append_padded(out, static_cast<unsigned>(time.minutes().count()), 2);
+  out.push_back(':');
+  append_padded(out, static_cast<unsigned>(time.seconds().count()), 2);
+  out.push_back('.');
+  append_padded(out, static_cast<unsigned>(time.subseconds().count()), 3);
+  out.push_back('Z');
 }
 
 void write_optional_timestamp(fmt::memory_buffer& out,
@@ -176,8 +201,12 @@ void append(fmt::memory_buffer& out, std::string_view text) {
 }  // namespace
 
 void write_job(fmt::memory_buffer& out, const job_snapshot& job) {
+  static constexpr char hex[] = "0123456789abcdef";
   append(out, "{\"id\":\"");
-  append(out, job.id.to_string());
+  for (std::uint8_t b : job.id.bytes) {
+    out.push_back(hex[b >> 4]);
+    out.push_back(hex[b & 0xf]);
+  }
   append(out, "\",\"kind\":\"");
   append(out, to_string(job.kind));
   append(out, "\",\"state\":\"");
@@ -189,9 +218,10 @@ void write_job(fmt::memory_buffer& out, const job_snapshot& job) {
     out.push_back(':');
     append_json_string(out, job.labels[i].second);
   }
-  fmt::format_to(std::back_inserter(out),
-                 "}},\"attempts\":{},\"cancel_requested\":{},\"created_at\":", job.attempts,
-                 job.cancel_requested);
+  append(out, "},\"attempts\":");
+  append(out, fmt::format_int(job.attempts).c_str());
+  append(out, job.cancel_requested ? ",\"cancel_requested\":true" : ",\"cancel_requested\":false");
+  append(out, ",\"created_at\":");
   write_optional_timestamp(out, job.created_at);
   append(out, ",\"started_at\":");
   write_optional_timestamp(out, job.started_at);
@@ -199,8 +229,9 @@ void write_job(fmt::memory_buffer& out, const job_snapshot& job) {
   write_optional_timestamp(out, job.finished_at);
   append(out, ",\"duration_ms\":");
   if (job.started_at && job.finished_at) {
-    fmt::format_to(std::back_inserter(out), "{}",
-                   std::chrono::duration_cast<millis>(*job.finished_at - *job.started_at).count());
+    append(out, fmt::format_int(
+                    std::chrono::duration_cast<millis>(*job.finished_at - *job.started_at).count())
+                    .c_str());
   } else {
     append(out, "null");
   }
