@@ -1,0 +1,141 @@
+// Named coordination primitives shared between processes: asyncio's Semaphore, Lock, Event,
+// Barrier and Queue, with leases. Like the engine, the coordinator owns its state on one strand
+// and every public call hops onto it. Waits end at their deadline, when served, or when the
+// caller is cancelled (its client went away): a waiter then leaves no trace, and a permit or
+// items granted in that same instant are given back.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "libcore/asio.hpp"
+#include "libcore/notifier.hpp"
+#include "libcore/primitives/barrier.hpp"
+#include "libcore/primitives/event.hpp"
+#include "libcore/primitives/primitive_error.hpp"
+#include "libcore/primitives/semaphore.hpp"
+#include "libcore/primitives/work_queue.hpp"
+
+namespace gatherd::core {
+
+struct coordinator_config {
+  std::size_t max_primitives = 10000;  // of every type together
+  std::size_t max_waiters = 1000;      // per primitive
+};
+
+// Names: [A-Za-z0-9_.-]{1,128}.
+bool valid_primitive_name(std::string_view name);
+
+enum class primitive_type : std::uint8_t { semaphore, lock, event, barrier, queue };
+inline constexpr primitive_type all_primitive_types[] = {
+    primitive_type::semaphore, primitive_type::lock, primitive_type::event, primitive_type::barrier,
+    primitive_type::queue};
+std::string_view to_string(primitive_type t);
+
+struct semaphore_info {
+  std::string name;
+  std::size_t permits = 0, available = 0, waiters = 0;
+  std::vector<permit> holders;
+};
+struct event_info {
+  std::string name;
+  bool set = false;
+  std::size_t waiters = 0;
+};
+struct barrier_info {
+  std::string name;
+  std::size_t parties = 0, waiting = 0;
+  std::uint64_t generation = 0;
+};
+struct queue_info {
+  std::string name;
+  std::size_t maxsize = 0, size = 0, leased = 0, unfinished = 0, put_waiters = 0, get_waiters = 0;
+};
+
+// Counts for metrics, readable from any thread.
+struct coordinator_stats {
+  std::array<std::atomic<std::size_t>, std::size(all_primitive_types)> primitives{};
+  std::atomic<std::size_t> waiters{0};
+  std::atomic<std::uint64_t> lease_expiries{0};
+  std::atomic<std::size_t> queued_items{0};  // ready and leased, every queue together
+};
+
+class coordinator {
+ public:
+  coordinator(executor io, coordinator_config config);
+  ~coordinator();
+
+  void start();  // the lease sweeper
+  void stop();   // ends the sweeper (shutdown)
+
+  // Semaphores, and locks (`lock`: /v1/locks, one permit, created on first use).
+  awaitable<semaphore_info> put_semaphore(std::string name, std::size_t permits);
+  awaitable<semaphore_info> get_semaphore(std::string name, bool lock);
+  awaitable<permit> acquire(std::string name, bool lock, acquire_request request, millis wait);
+  awaitable<void> release(std::string name, bool lock, std::string permit_id);
+  awaitable<permit> keepalive(std::string name, bool lock, std::string permit_id, millis ttl);
+  awaitable<void> remove_semaphore(std::string name, bool lock);
+
+  // Events (created on first use).
+  awaitable<event_info> put_event(std::string name);
+  awaitable<event_info> set_event(std::string name, bool set);
+  // true as soon as it is set, false at the timeout.
+  awaitable<bool> wait_event(std::string name, millis wait);
+  awaitable<void> remove_event(std::string name);
+
+  // Barriers.
+  awaitable<barrier_info> put_barrier(std::string name, std::size_t parties);
+  awaitable<barrier_info> get_barrier(std::string name);
+  awaitable<barrier_pass> wait_barrier(std::string name, millis wait);
+  awaitable<void> remove_barrier(std::string name);
+
+  // Queues.
+  awaitable<queue_info> put_queue(std::string name, std::size_t maxsize);
+  awaitable<queue_info> get_queue(std::string name);
+  awaitable<void> put_items(std::string name, std::vector<nlohmann::json> items, millis wait);
+  awaitable<std::vector<delivery>> get_items(std::string name, std::size_t max_items, millis wait,
+                                             millis lease);
+  // Returns the receipts that were not (or no longer) leased.
+  awaitable<std::vector<std::string>> done_items(std::string name,
+                                                 std::vector<std::string> receipts);
+  // The unfinished count once it reaches 0, or at the timeout.
+  awaitable<std::size_t> join_queue(std::string name, millis wait);
+  awaitable<void> remove_queue(std::string name);
+
+  const coordinator_stats& stats() const { return stats_; }
+
+ private:
+  template <class T>
+  struct named {
+    std::map<std::string, std::unique_ptr<T>, std::less<>> items;
+  };
+
+  template <class T>
+  T& find(named<T>& kind, const std::string& name, std::string_view what);
+  void count_new(primitive_type t);  // checks the cap
+  void schedule_sweep(steady_clock::time_point at);
+  awaitable<void> sweep();
+  // Parks until `w.wake` runs, the deadline, or the caller's cancellation.
+  template <class W>
+  awaitable<void> park(W& w, steady_clock::time_point deadline);
+  void check_waiters(std::size_t waiting, const std::string& name);
+  semaphore& semaphore_for(const std::string& name, bool lock, bool create);
+  semaphore_info info(const std::string& name, const semaphore& s) const;
+
+  net::strand<executor> strand_;
+  coordinator_config config_;
+  named<semaphore> semaphores_, locks_;
+  named<event> events_;
+  named<barrier> barriers_;
+  named<work_queue> queues_;
+  coordinator_stats stats_;
+  notifier sweep_wake_;
+  steady_clock::time_point next_sweep_ = steady_clock::time_point::max();
+  bool stopped_ = false;
+};
+
+}  // namespace gatherd::core
