@@ -5,7 +5,8 @@
 #   GATHERD_BIN=/path/to/gatherd bench/run_all.sh > bench/results.md
 #
 # Env is passed through: WRK_THREADS, WRK_CONNS, WRK_DURATION, WRK_WARMUP, BENCH_ROUNDS, BENCH_STRICT,
-# WS_CONNECTIONS, WS_PARALLEL, WS_HOLD_S, WS_WARMUP, WS_SERVERS. BENCH_PYTHON (default /usr/bin/python3, the
+# WS_CONNECTIONS, WS_PARALLEL, WS_HOLD_S, WS_WARMUP, WS_SERVERS, BENCH_SECONDS, BENCH_WARMUP_S,
+# BENCH_CLIENTS, BENCH_CLIENT_PROCS, BENCH_LOCK_SCENARIOS. BENCH_PYTHON (default /usr/bin/python3, the
 # Debian interpreter that has python3-websockets) runs the Python benchmarks.
 # Exit status: the worst of the benchmarks' (0 valid, 1 target missed with BENCH_STRICT=1, 2 invalid).
 set -uo pipefail
@@ -53,4 +54,6 @@ echo
 run "$PYTHON" "$BENCH_DIR/gather_10k.py"
 echo
 run "$PYTHON" "$BENCH_DIR/ws_idle.py"
+echo
+run "$PYTHON" "$BENCH_DIR/lock_roundtrip.py"
 exit "$worst"

@@ -36,6 +36,8 @@ void validate(const config& c) {
   require(c.max_header_bytes >= 256, "--max-header-bytes must be at least 256");
   require(c.max_connections >= 1, "--max-connections must be at least 1");
   require(c.header_timeout.count() > 0 && c.body_timeout.count() > 0, "timeouts must be positive");
+  require(c.max_primitives >= 1 && c.max_waiters >= 1,
+          "--max-primitives and --max-waiters must be at least 1");
   require(c.ws_max_message_bytes >= 64, "--ws-max-message-bytes must be at least 64");
   require(c.ws_outbox_bytes >= 4096, "--ws-outbox-bytes must be at least 4096");
   require(c.ws_idle_timeout.count() >= 100, "--ws-idle-timeout-ms must be at least 100");
@@ -79,6 +81,8 @@ command parse_command_line(int argc, const char* const argv[]) {
     ("header-timeout-ms", po::value(&header_timeout)->default_value(c.header_timeout.count()), "a complete request header within this of connect or of the previous response")
     ("body-timeout-ms", po::value(&body_timeout)->default_value(c.body_timeout.count()), "a complete request body within this after its header")
     ("max-connections", po::value(&c.max_connections)->default_value(c.max_connections), "open client connections; more are closed at accept")
+    ("max-primitives", po::value(&c.max_primitives)->default_value(c.max_primitives), "named semaphores, locks, events, barriers and queues, all together; more: 429")
+    ("max-waiters", po::value(&c.max_waiters)->default_value(c.max_waiters), "waiters per named primitive; more: 429")
     ("ws-max-connections", po::value(&c.ws_max_connections)->default_value(c.ws_max_connections), "open WebSockets; more upgrades get 429")
     ("ws-max-message-bytes", po::value(&c.ws_max_message_bytes)->default_value(c.ws_max_message_bytes), "largest WebSocket message accepted; bigger closes with 1009")
     ("ws-outbox-bytes", po::value(&c.ws_outbox_bytes)->default_value(c.ws_outbox_bytes), "outbound bytes queued per WebSocket; a client that lets more pile up is closed with 1008")

@@ -29,6 +29,9 @@ struct config {
   millis header_timeout{10000};
   millis body_timeout{30000};
   std::size_t max_connections = 10000;
+  // Named primitives
+  std::size_t max_primitives = 10000;
+  std::size_t max_waiters = 1000;
   // WebSocket sessions (GET /v1/ws)
   std::size_t ws_max_connections = 10000;
   std::size_t ws_max_message_bytes = 1 << 20;

@@ -40,8 +40,13 @@ std::string new_request_id() {
 
 }  // namespace
 
-http_api::http_api(const config& c, core::engine& engine, metrics& m)
-    : config_(c), engine_(engine), metrics_(m), limits_{c.max_retention} {}
+http_api::http_api(const config& c, core::engine& engine, core::coordinator& coordinator,
+                   metrics& m)
+    : config_(c),
+      engine_(engine),
+      coordinator_(coordinator),
+      metrics_(m),
+      limits_{c.max_retention} {}
 
 http_response json_response(unsigned status, const nlohmann::json& body) {
   http_response res;
@@ -187,6 +192,8 @@ core::awaitable<http_response> http_api::dispatch(const http_request& req, const
       co_return co_await gather(req, match);
     case endpoint::websocket:
       co_return open_websocket(req);
+    default:  // the named primitives
+      co_return co_await primitive(req, match, target);
   }
   throw std::logic_error("unrouted endpoint");
 }

@@ -7,6 +7,7 @@
 #include <atomic>
 
 #include "libcore/engine.hpp"
+#include "libcore/primitives/coordinator.hpp"
 #include "service/config.hpp"
 #include "service/http_message.hpp"
 #include "service/job_codec.hpp"
@@ -21,7 +22,7 @@ struct gather_stream;  // handlers/gather.cpp
 
 class http_api {
  public:
-  http_api(const config& c, core::engine& engine, metrics& m);
+  http_api(const config& c, core::engine& engine, core::coordinator& coordinator, metrics& m);
 
   // Never throws: every failure becomes a problem response.
   core::awaitable<http_response> handle(http_request request);
@@ -71,9 +72,15 @@ class http_api {
                                       std::string request_id);
   void record_gather(const core::gather_result& result, std::size_t count,
                      const std::string& request_id);
+  // handlers/primitives.cpp
+  core::awaitable<http_response> primitive(const http_request& req, const route_match& match,
+                                           endpoint target);
+  core::awaitable<http_response> primitive_other(const http_request& req, const route_match& match,
+                                                 endpoint target);
 
   const config& config_;
   core::engine& engine_;
+  core::coordinator& coordinator_;
   metrics& metrics_;
   spec_limits limits_;
   std::atomic<readiness> readiness_{readiness::starting};

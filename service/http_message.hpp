@@ -47,6 +47,9 @@ struct http_response {
   header_list headers;  // beyond Content-Type and X-Request-Id
   // When set, the body is produced piece by piece after the head instead of `body`.
   std::function<core::awaitable<void>(body_writer&)> stream;
+  // When set, called if the answer could not be delivered (the client left): gives back what
+  // the handler granted (a permit, leased queue items).
+  std::function<void()> undelivered;
 };
 
 // Parsed pieces of the target and the route, filled in by the router.

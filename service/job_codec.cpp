@@ -159,8 +159,9 @@ void append_padded(fmt::memory_buffer& out, unsigned value, int width) {
   while (n > 0) out.push_back(digits[--n]);
 }
 
-// RFC 3339 UTC with milliseconds: 2026-11-22T01:02:03.456Z (written by hand: three per job, on
-// every answer; calendar arithmetic from <chrono>, no gmtime).
+}  // namespace
+
+// Written by hand (three per job, on every answer); calendar arithmetic from <chrono>.
 void write_timestamp(fmt::memory_buffer& out, wall_clock::time_point t) {
   using namespace std::chrono;
   const auto ms = time_point_cast<milliseconds>(t);
@@ -182,6 +183,8 @@ void write_timestamp(fmt::memory_buffer& out, wall_clock::time_point t) {
   append_padded(out, static_cast<unsigned>(time.subseconds().count()), 3);
   out.push_back('Z');
 }
+
+namespace {
 
 void write_optional_timestamp(fmt::memory_buffer& out,
                               const std::optional<wall_clock::time_point>& t) {

@@ -18,9 +18,11 @@ struct spec_limits {
 core::job_spec parse_job_spec(const nlohmann::json& body, const spec_limits& limits,
                               const std::string& path = "");
 
+// RFC 3339 UTC with milliseconds (2026-11-22T01:02:03.456Z), as every timestamp on the wire.
+void write_timestamp(fmt::memory_buffer& out, core::wall_clock::time_point t);
+
 // The job object of API.md, as JSON text (written directly: this is on every hot path).
 std::string encode_job(const core::job_snapshot& job);
 void write_job(fmt::memory_buffer& out, const core::job_snapshot& job);
-
 
 }  // namespace gatherd::service

@@ -35,7 +35,8 @@ net::awaitable<void> pause(std::chrono::milliseconds d) {
 }
 
 net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& c, http_api& api,
-                                        server& srv, core::engine& engine, io_pool& io) {
+                                        server& srv, core::engine& engine,
+                                        core::coordinator& primitives, io_pool& io) {
   auto [ec, signal] = co_await signals.async_wait(net::as_tuple(net::use_awaitable));
   const auto began = std::chrono::steady_clock::now();
   log::info("shutdown.begin")
@@ -47,6 +48,7 @@ net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& 
   srv.stop_accepting();
   srv.drain();
   co_await engine.shutdown(c.shutdown_grace);  // jobs finish or are cancelled, cleanup awaited
+  primitives.stop();
   // Requests in flight (long-polls included) end now that every job is final; bound the wait.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (srv.open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
@@ -80,11 +82,14 @@ int main(int argc, char* argv[]) {
                         core::engine_config{c.max_running, c.max_queued, c.max_retained_jobs,
                                             c.default_retention, c.compute_threads},
                         &events);
-    meter.on_scrape([&engine](metrics& m) {
+    core::coordinator primitives(io.main().get_executor(),
+                                 core::coordinator_config{c.max_primitives, c.max_waiters});
+    meter.on_scrape([&engine, &primitives](metrics& m) {
       m.set_jobs(engine.queued(), engine.running(), engine.retained());
+      m.set_primitives(primitives.stats());
       m.set_log_dropped(log::dropped());
     });
-    http_api api(c, engine, meter);
+    http_api api(c, engine, primitives, meter);
     ws_services websockets{c, api, feed, meter};
     server srv(io, c, api, meter, websockets);
     try {
@@ -99,8 +104,10 @@ int main(int argc, char* argv[]) {
       return 1;
     }
     net::signal_set signals(io.main(), SIGINT, SIGTERM);
-    net::co_spawn(io.main(), shutdown_on_signal(signals, c, api, srv, engine, io), net::detached);
+    net::co_spawn(io.main(), shutdown_on_signal(signals, c, api, srv, engine, primitives, io),
+                  net::detached);
     engine.start();
+    primitives.start();
     srv.start();
     api.set_readiness(readiness::ready);
     log::info("started")

@@ -106,6 +106,26 @@ metrics::metrics()
                           .Help("Time from a gather's start to its answer.")
                           .Register(*registry_)
                           .Add({}, job_buckets)),
+      acquire_wait_(BuildHistogram()
+                        .Name("gatherd_primitive_acquire_wait_seconds")
+                        .Help("Time from a semaphore or lock acquire request to its grant.")
+                        .Register(*registry_)
+                        .Add({}, job_buckets)),
+      primitive_waiters_(BuildGauge()
+                             .Name("gatherd_primitive_waiters")
+                             .Help("Requests waiting on a named primitive (all types).")
+                             .Register(*registry_)
+                             .Add({})),
+      lease_expiries_(BuildCounter()
+                          .Name("gatherd_primitive_lease_expiries_total")
+                          .Help("Permits and queue items whose lease ended before release.")
+                          .Register(*registry_)
+                          .Add({})),
+      queue_items_(BuildGauge()
+                       .Name("gatherd_queue_items")
+                       .Help("Items in named queues, ready or leased (all queues).")
+                       .Register(*registry_)
+                       .Add({})),
       ws_open_(BuildGauge()
                    .Name("gatherd_ws_connections")
                    .Help("Open WebSocket connections.")
@@ -137,6 +157,14 @@ metrics::metrics()
   }
   for (const char* reason : {"queue_full", "shutting_down"})
     jobs_rejected_.Add({{"reason", reason}});
+  auto& primitives = BuildGauge()
+                         .Name("gatherd_primitives")
+                         .Help("Named primitives that exist, by type.")
+                         .Register(*registry_);
+  for (auto type : core::all_primitive_types) {
+    primitives_by_type_[static_cast<std::size_t>(type)] =
+        &primitives.Add({{"type", std::string(core::to_string(type))}});
+  }
   for (const char* outcome : {"completed", "failed", "timed_out", "abandoned"})
     gathers_.Add({{"outcome", outcome}});
   auto& received = BuildCounter()
@@ -167,6 +195,17 @@ std::size_t label_index(const std::array<std::string_view, N>& values, std::stri
   return N - 1;
 }
 }  // namespace
+
+void metrics::set_primitives(const core::coordinator_stats& stats) {
+  for (std::size_t i = 0; i < primitives_by_type_.size(); ++i) {
+    primitives_by_type_[i]->Set(static_cast<double>(stats.primitives[i].load()));
+  }
+  primitive_waiters_.Set(static_cast<double>(stats.waiters.load()));
+  queue_items_.Set(static_cast<double>(stats.queued_items.load()));
+  const double expired = static_cast<double>(stats.lease_expiries.load());
+  if (expired > lease_expiries_seen_) lease_expiries_.Increment(expired - lease_expiries_seen_);
+  lease_expiries_seen_ = expired;
+}
 
 void metrics::ws_opened() {
   ws_open_.Increment();

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "libcore/job.hpp"
+#include "libcore/primitives/coordinator.hpp"
 
 namespace gatherd::service {
 
@@ -38,6 +39,10 @@ class metrics {
 
   // Gathers
   void gather_done(std::string_view outcome, double seconds);
+
+  // Named primitives: the acquire wait as it happens, the rest read at scrape time.
+  void primitive_acquired(double wait_seconds) { acquire_wait_.Observe(wait_seconds); }
+  void set_primitives(const core::coordinator_stats& stats);
 
   // WebSocket sessions. Label values come from the fixed lists below (anything else counts
   // under the last entry), so the label sets stay bounded.
@@ -78,6 +83,12 @@ class metrics {
   prometheus::Counter& log_dropped_;
   prometheus::Family<prometheus::Counter>& gathers_;
   prometheus::Histogram& gather_seconds_;
+  prometheus::Histogram& acquire_wait_;
+  std::array<prometheus::Gauge*, std::size(core::all_primitive_types)> primitives_by_type_{};
+  prometheus::Gauge& primitive_waiters_;
+  prometheus::Counter& lease_expiries_;
+  prometheus::Gauge& queue_items_;
+  double lease_expiries_seen_ = 0;
   prometheus::Gauge& ws_open_;
   prometheus::Counter& ws_accepted_;
   std::array<prometheus::Counter*, ws_ops.size()> ws_received_{};

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "libcore/engine_error.hpp"
+#include "libcore/primitives/primitive_error.hpp"
 
 namespace gatherd::service {
 
@@ -18,6 +19,8 @@ std::string_view title_of(unsigned status) {
       return "Not Found";
     case 405:
       return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
     case 409:
       return "Conflict";
     case 413:
@@ -75,6 +78,26 @@ http_response problem_from(std::exception_ptr error) {
         return problem_response(409, "idempotency_conflict", e.what());
       case engine_errc::shutting_down:
         return problem_response(503, "shutting_down", e.what());
+    }
+  } catch (const core::primitive_error& e) {
+    using core::primitive_errc;
+    switch (e.code()) {
+      case primitive_errc::not_found:
+        return problem_response(404, "not_found", e.what());
+      case primitive_errc::not_held:
+        return problem_response(409, "not_held", e.what());
+      case primitive_errc::acquire_timeout:
+        return problem_response(408, "acquire_timeout", e.what());
+      case primitive_errc::wait_timeout:
+        return problem_response(408, "wait_timeout", e.what());
+      case primitive_errc::too_many_waiters:
+        return problem_response(429, "too_many_waiters", e.what());
+      case primitive_errc::too_many_primitives:
+        return problem_response(429, "too_many_primitives", e.what());
+      case primitive_errc::queue_full:
+        return problem_response(429, "queue_full", e.what());
+      case primitive_errc::invalid:
+        return problem_response(400, "invalid_request", e.what());
     }
   } catch (const std::exception& e) {
     return problem_response(500, "internal", e.what());

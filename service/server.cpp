@@ -323,7 +323,10 @@ net::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
     request.websocket_upgrade = beast::websocket::is_upgrade(message);
     request.client_gone = [&stream] { return client_gone(stream); };
     http_response res = co_await api.handle(std::move(request));
-    if (res.status == status_client_closed) break;  // nobody to answer
+    if (res.status == status_client_closed) {  // nobody to answer
+      if (res.undelivered) res.undelivered();
+      break;
+    }
     if (res.status == 101) {
       http_request info = to_request(message, remote);
       info.request_id = res.headers.back().second;  // the pipeline's X-Request-Id
@@ -340,6 +343,7 @@ net::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
     } else {
       ec = co_await write_response(stream, res, message.version(), keep_alive);
     }
+    if (ec && res.undelivered) res.undelivered();
     c->busy = false;
     if (ec || !keep_alive) break;
   }

@@ -123,12 +123,12 @@ awaitable<void> coordinator::sweep() {
     };
     for (auto* kind : {&semaphores_, &locks_}) {
       for (auto& [name, s] : kind->items) {
-        stats_.lease_expiries += s->expire(now);
+        s->expire(now);
         later(s->next_expiry());
       }
     }
     for (auto& [name, q] : queues_.items) {
-      stats_.lease_expiries += q->expire(now);
+      q->expire(now);
       later(q->next_expiry());
     }
     next_sweep_ = next.value_or(steady_clock::time_point::max());
@@ -146,7 +146,9 @@ semaphore& coordinator::semaphore_for(const std::string& name, bool lock, bool c
                           std::string(lock ? "no lock " : "no semaphore ") + name);
   }
   count_new(lock ? primitive_type::lock : primitive_type::semaphore);
-  return *kind.items.emplace(name, std::make_unique<semaphore>(1)).first->second;
+  return *kind.items
+              .emplace(name, std::make_unique<semaphore>(1, &last_token_, &stats_.lease_expiries))
+              .first->second;
 }
 
 semaphore_info coordinator::info(const std::string& name, const semaphore& s) const {
@@ -215,10 +217,11 @@ awaitable<permit> coordinator::acquire(std::string name, bool lock, acquire_requ
       net::use_awaitable);
 }
 
-awaitable<void> coordinator::release(std::string name, bool lock, std::string permit_id) {
+awaitable<std::uint32_t> coordinator::release(std::string name, bool lock, std::string permit_id) {
   return net::co_spawn(
       strand_,
-      [this, name = std::move(name), lock, permit_id = std::move(permit_id)]() -> awaitable<void> {
+      [this, name = std::move(name), lock,
+       permit_id = std::move(permit_id)]() -> awaitable<std::uint32_t> {
         auto& kind = lock ? locks_ : semaphores_;
         auto it = kind.items.find(name);
         if (it == kind.items.end()) {
@@ -226,8 +229,7 @@ awaitable<void> coordinator::release(std::string name, bool lock, std::string pe
                                 "permit " + permit_id + " is not held (no " +
                                     (lock ? "lock " : "semaphore ") + name + ")");
         }
-        it->second->release(permit_id, steady_clock::now());
-        co_return;
+        co_return it->second->release(permit_id, steady_clock::now());
       },
       net::use_awaitable);
 }
@@ -287,12 +289,13 @@ awaitable<event_info> coordinator::put_event(std::string name) {
   return set_event(std::move(name), false);
 }
 
-awaitable<event_info> coordinator::set_event(std::string name, bool set) {
+awaitable<event_info> coordinator::set_event(std::string name, bool set, bool clear) {
   return net::co_spawn(
       strand_,
-      [this, name = std::move(name), set]() -> awaitable<event_info> {
+      [this, name = std::move(name), set, clear]() -> awaitable<event_info> {
         event& e = event_for(events_.items, name, [this] { count_new(primitive_type::event); });
         if (set) e.set();
+        if (clear) e.clear();
         co_return event_info{name, e.is_set(), e.waiters()};
       },
       net::use_awaitable);
@@ -414,7 +417,9 @@ awaitable<queue_info> coordinator::put_queue(std::string name, std::size_t maxsi
         auto it = queues_.items.find(name);
         if (it == queues_.items.end()) {
           count_new(primitive_type::queue);
-          it = queues_.items.emplace(name, std::make_unique<work_queue>(maxsize)).first;
+          it = queues_.items
+                   .emplace(name, std::make_unique<work_queue>(maxsize, &stats_.lease_expiries))
+                   .first;
         } else {
           it->second->set_maxsize(maxsize);
         }
@@ -516,6 +521,19 @@ awaitable<std::vector<std::string>> coordinator::done_items(std::string name,
         auto unknown = q.done(receipts);
         stats_.queued_items -= before - q.unfinished();
         co_return unknown;
+      },
+      net::use_awaitable);
+}
+
+awaitable<void> coordinator::return_items(std::string name, std::vector<std::string> receipts) {
+  return net::co_spawn(
+      strand_,
+      [this, name = std::move(name), receipts = std::move(receipts)]() -> awaitable<void> {
+        auto it = queues_.items.find(name);
+        if (it == queues_.items.end()) co_return;
+        std::vector<delivery> back;
+        for (const auto& r : receipts) back.push_back(delivery{r, nullptr});
+        it->second->give_back(back);
       },
       net::use_awaitable);
 }

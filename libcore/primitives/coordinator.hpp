@@ -76,13 +76,15 @@ class coordinator {
   awaitable<semaphore_info> put_semaphore(std::string name, std::size_t permits);
   awaitable<semaphore_info> get_semaphore(std::string name, bool lock);
   awaitable<permit> acquire(std::string name, bool lock, acquire_request request, millis wait);
-  awaitable<void> release(std::string name, bool lock, std::string permit_id);
+  // Returns the acquisitions the permit still holds (0: freed).
+  awaitable<std::uint32_t> release(std::string name, bool lock, std::string permit_id);
   awaitable<permit> keepalive(std::string name, bool lock, std::string permit_id, millis ttl);
   awaitable<void> remove_semaphore(std::string name, bool lock);
 
   // Events (created on first use).
   awaitable<event_info> put_event(std::string name);
-  awaitable<event_info> set_event(std::string name, bool set);
+  // Sets it (waking every waiter), clears it, or neither (creates it on first use).
+  awaitable<event_info> set_event(std::string name, bool set, bool clear = false);
   // true as soon as it is set, false at the timeout.
   awaitable<bool> wait_event(std::string name, millis wait);
   awaitable<void> remove_event(std::string name);
@@ -102,11 +104,14 @@ class coordinator {
   // Returns the receipts that were not (or no longer) leased.
   awaitable<std::vector<std::string>> done_items(std::string name,
                                                  std::vector<std::string> receipts);
+  // Items delivered to a caller that could not receive them: back to the front at once.
+  awaitable<void> return_items(std::string name, std::vector<std::string> receipts);
   // The unfinished count once it reaches 0, or at the timeout.
   awaitable<std::size_t> join_queue(std::string name, millis wait);
   awaitable<void> remove_queue(std::string name);
 
   const coordinator_stats& stats() const { return stats_; }
+  executor get_executor() const { return strand_; }
 
  private:
   template <class T>
@@ -133,6 +138,7 @@ class coordinator {
   named<barrier> barriers_;
   named<work_queue> queues_;
   coordinator_stats stats_;
+  std::uint64_t last_token_ = 0;  // fencing tokens: one sequence for every semaphore and lock
   notifier sweep_wake_;
   steady_clock::time_point next_sweep_ = steady_clock::time_point::max();
   bool stopped_ = false;

@@ -39,7 +39,7 @@ permit semaphore::grant(const acquire_request& request, steady_clock::time_point
   permit p;
   p.id = job_id::random().to_string();
   p.holder = request.holder;
-  p.fencing_token = ++last_token_;
+  p.fencing_token = ++*tokens_;
   p.expires = now + request.ttl;
   p.expires_at = wall_clock::now() + request.ttl;
   holders_.push_back(p);
@@ -60,13 +60,14 @@ std::vector<permit>::iterator semaphore::find(const std::string& permit_id) {
                       [&](const permit& p) { return p.id == permit_id; });
 }
 
-void semaphore::release(const std::string& permit_id, steady_clock::time_point now) {
+std::uint32_t semaphore::release(const std::string& permit_id, steady_clock::time_point now) {
   expire(now);  // a lease that ended is not held any more, even if no sweep ran yet
   auto it = find(permit_id);
   if (it == holders_.end()) throw_not_held(permit_id);
-  if (--it->count > 0) return;
+  if (--it->count > 0) return it->count;
   holders_.erase(it);
   serve_waiters(now);
+  return 0;
 }
 
 permit semaphore::keepalive(const std::string& permit_id, millis ttl,
@@ -84,7 +85,10 @@ std::size_t semaphore::expire(steady_clock::time_point now) {
                                     [&](const permit& p) { return p.expires <= now; });
   const auto count = static_cast<std::size_t>(holders_.end() - ended);
   holders_.erase(ended, holders_.end());
-  if (count > 0) serve_waiters(now);
+  if (count > 0) {
+    if (expiries_) *expiries_ += count;
+    serve_waiters(now);
+  }
   return count;
 }
 

@@ -7,6 +7,7 @@
 // holder that already has a permit returns the same permit with its count raised.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -43,7 +44,12 @@ struct acquire_waiter {
 
 class semaphore {
  public:
-  explicit semaphore(std::size_t permits) : permits_(permits) {}
+  // `tokens` (optional) is a fencing-token counter shared by every semaphore of a coordinator, so
+  // tokens keep increasing for a name even when it is deleted and created again; `expiries`
+  // (optional) counts every lease that ends unreleased.
+  explicit semaphore(std::size_t permits, std::uint64_t* tokens = nullptr,
+                     std::atomic<std::uint64_t>* expiries = nullptr)
+      : permits_(permits), tokens_(tokens ? tokens : &own_tokens_), expiries_(expiries) {}
 
   // Changes the number of permits; waiters are served if that frees some. Holders above a
   // lowered limit keep their permits until they release them.
@@ -58,7 +64,8 @@ class semaphore {
 
   // Releases one acquisition of the permit (a reentrant permit needs as many releases as it had
   // acquisitions). Throws not_held for an unknown or expired permit.
-  void release(const std::string& permit_id, steady_clock::time_point now);
+  // Returns the acquisitions the permit still holds (0: it was freed).
+  std::uint32_t release(const std::string& permit_id, steady_clock::time_point now);
   // Moves the permit's deadline to now + ttl. Throws not_held.
   permit keepalive(const std::string& permit_id, millis ttl, steady_clock::time_point now);
 
@@ -84,7 +91,9 @@ class semaphore {
   std::size_t permits_;
   std::vector<permit> holders_;
   std::list<acquire_waiter*> waiters_;
-  std::uint64_t last_token_ = 0;
+  std::uint64_t own_tokens_ = 0;
+  std::uint64_t* tokens_;
+  std::atomic<std::uint64_t>* expiries_;
 };
 
 }  // namespace gatherd::core

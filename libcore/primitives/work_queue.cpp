@@ -56,7 +56,10 @@ std::size_t work_queue::expire(steady_clock::time_point now) {
   std::sort(back.begin(), back.end(),
             [](const auto& a, const auto& b) { return a.first > b.first; });
   for (auto& [when, value] : back) ready_.push_front(std::move(value));
-  if (!back.empty()) serve(now);
+  if (!back.empty()) {
+    if (expiries_) *expiries_ += back.size();
+    serve(now);
+  }
   return back.size();
 }
 

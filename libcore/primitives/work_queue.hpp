@@ -5,6 +5,7 @@
 // and wakes the waiting coroutines.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -44,7 +45,9 @@ struct join_waiter {
 
 class work_queue {
  public:
-  explicit work_queue(std::size_t maxsize) : maxsize_(maxsize) {}
+  // `expiries` (optional) counts every lease that ends without `done`.
+  explicit work_queue(std::size_t maxsize, std::atomic<std::uint64_t>* expiries = nullptr)
+      : maxsize_(maxsize), expiries_(expiries) {}
 
   // All the items, now, if they fit and no earlier put waits; else false (nothing is added).
   bool try_put(std::vector<nlohmann::json>& items);
@@ -88,6 +91,7 @@ class work_queue {
   void serve(steady_clock::time_point now);  // puts that fit, gets that can take, joins
 
   std::size_t maxsize_;
+  std::atomic<std::uint64_t>* expiries_;
   std::deque<nlohmann::json> ready_;
   std::unordered_map<std::string, lease> leases_;  // by receipt
   std::list<put_waiter*> puts_;
