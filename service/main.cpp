@@ -48,7 +48,7 @@ net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& 
   srv.stop_accepting();
   srv.drain();
   co_await engine.shutdown(c.shutdown_grace);  // jobs finish or are cancelled, cleanup awaited
-  primitives.stop();
+  co_await primitives.shutdown();              // waiters answer, the lease sweeper ends
   // Requests in flight (long-polls included) end now that every job is final; bound the wait.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (srv.open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {

@@ -30,6 +30,13 @@ class barrier {
     release_if_full();
   }
   void leave(barrier_waiter& w) { waiting_.remove(&w); }
+  // Ends every wait without passing (shutdown): the waiters time out.
+  void wake_all() {
+    auto waiting = std::move(waiting_);
+    waiting_.clear();
+    for (barrier_waiter* w : waiting)
+      if (w->wake) w->wake();
+  }
 
   void set_parties(std::size_t parties) {
     parties_ = parties;

@@ -56,14 +56,29 @@ coordinator::coordinator(executor io, coordinator_config config)
 coordinator::~coordinator() = default;
 
 void coordinator::start() {
+  sweeper_started_ = true;
   net::co_spawn(strand_, sweep(), net::detached);
 }
 
-void coordinator::stop() {
-  net::post(strand_, [this] {
-    stopped_ = true;
-    sweep_wake_.notify_all();
-  });
+awaitable<void> coordinator::shutdown() {
+  return net::co_spawn(
+      strand_,
+      [this]() -> awaitable<void> {
+        stopped_ = true;
+        sweep_wake_.notify_all();
+        for (auto* kind : {&semaphores_, &locks_}) {
+          for (auto& [name, s] : kind->items) {
+            for (acquire_waiter* w : s->take_waiters())
+              if (w->wake) w->wake();
+          }
+        }
+        for (auto& [name, e] : events_.items) e->wake_all();
+        for (auto& [name, b] : barriers_.items) b->wake_all();
+        for (auto& [name, q] : queues_.items) q->wake_all();
+        while (sweeper_started_ && !sweeper_done_)
+          co_await sweeper_ended_.wait_until(steady_clock::time_point::max());
+      },
+      net::use_awaitable);
 }
 
 template <class T>
@@ -133,6 +148,8 @@ awaitable<void> coordinator::sweep() {
     }
     next_sweep_ = next.value_or(steady_clock::time_point::max());
   }
+  sweeper_done_ = true;
+  sweeper_ended_.notify_all();
 }
 
 // ---- semaphores and locks -------------------------------------------------------------------

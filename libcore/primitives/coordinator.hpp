@@ -70,7 +70,9 @@ class coordinator {
   ~coordinator();
 
   void start();  // the lease sweeper
-  void stop();   // ends the sweeper (shutdown)
+  // Ends the sweeper and every wait (waiters answer as at their timeout); returns once the
+  // sweeper is gone. Call before the io_context stops: nothing of the coordinator is left running.
+  awaitable<void> shutdown();
 
   // Semaphores, and locks (`lock`: /v1/locks, one permit, created on first use).
   awaitable<semaphore_info> put_semaphore(std::string name, std::size_t permits);
@@ -142,6 +144,9 @@ class coordinator {
   notifier sweep_wake_;
   steady_clock::time_point next_sweep_ = steady_clock::time_point::max();
   bool stopped_ = false;
+  bool sweeper_started_ = false;
+  bool sweeper_done_ = false;
+  notifier sweeper_ended_;
 };
 
 }  // namespace gatherd::core

@@ -24,6 +24,13 @@ class event {
     }
   }
   void clear() { is_set_ = false; }
+  // Ends every wait without setting (shutdown): the waiters answer "not set".
+  void wake_all() {
+    auto waiting = std::move(waiters_);
+    waiters_.clear();
+    for (event_waiter* w : waiting)
+      if (w->wake) w->wake();
+  }
   bool is_set() const { return is_set_; }
 
   void enqueue(event_waiter& w) { waiters_.push_back(&w); }

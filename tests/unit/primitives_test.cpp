@@ -94,7 +94,7 @@ class PrimitivesTest : public ::testing::Test {
     } catch (const std::exception& e) {
       ADD_FAILURE() << "test body threw: " << e.what();
     }
-    coord_.stop();
+    net::co_spawn(io_, coord_.shutdown(), net::use_future).get();
     first.join();
     second.join();
   }
