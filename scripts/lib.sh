@@ -7,6 +7,11 @@ BUILD_PACKAGES=(g++ cmake ninja-build ccache pkg-config
   libssl-dev libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev)
 TEST_PACKAGES=(python3 python3-yaml python3-websockets python3-jsonschema prometheus curl)
 BENCH_PACKAGES=(nginx-light wrk)
+# scripts/deploy_check.sh: compose validation always; the containers when podman can run them
+# (service names resolve with netavark + aardvark-dns, or CNI + dnsname: whichever podman uses).
+DEPLOY_PACKAGES=(docker-compose)
+CONTAINER_PACKAGES=(podman buildah debootstrap runc docker-compose
+  netavark aardvark-dns golang-github-containernetworking-plugin-dnsname)
 
 # Installs whichever of the given packages are missing (needs root on Debian 12).
 ensure_packages() {
@@ -22,9 +27,11 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-# Configures and builds one preset (release or asan).
+# Configures and builds one preset (release or asan): every target, or only the targets given
+# after it (the image builds just `gatherd`).
 build_preset() {
   local preset="$1"
+  shift
   cmake --preset "$preset" -S "$ROOT" >/dev/null
-  cmake --build --preset "$preset" -j "$(nproc)"
+  cmake --build --preset "$preset" -j "$(nproc)" ${1:+--target "$@"}
 }
