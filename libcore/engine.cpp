@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "libcore/kinds/compute.hpp"
+#include "libcore/kinds/fetch.hpp"
 #include "libcore/kinds/sleep.hpp"
 
 namespace gatherd::core {
@@ -53,13 +54,15 @@ std::string ms_text(millis ms) {
 
 }  // namespace
 
-engine::engine(executor io, engine_config config, engine_observer* observer)
+engine::engine(executor io, engine_config config, engine_observer* observer,
+               fetch::fetcher* fetcher)
     : strand_(net::make_strand(io)),
       config_(config),
       observer_(observer ? observer : &null_observer_),
       admission_(config.max_running, config.max_queued),
       registry_(config.max_retained),
       pool_(config.compute_threads),
+      fetcher_(fetcher),
       sweep_timer_(strand_),
       rng_(std::random_device{}()) {}
 
@@ -246,15 +249,21 @@ awaitable<job_outcome> engine::run_attempts(record_ptr job) {
     job->attempts = static_cast<std::uint16_t>(attempt);
     observer_->attempt_started(*job);
     job_error error;
+    bool retryable = true;
+    std::optional<millis> retry_after;
     try {
       // (co_await kept out of braced initialisers: g++ 12 miscompiles those)
       json result = co_await run_attempt(job, attempt);
       co_return job_outcome{job_state::succeeded, std::move(result), {}};
     } catch (const job_failure& f) {
       error = {f.type(), f.what()};
+      retryable = f.retryable();
+      retry_after = f.retry_after();
     }
-    if (attempt >= retry.max_attempts) co_return job_outcome{job_state::failed, nullptr, error};
-    const millis wait = retry.backoff(attempt, rng_);
+    if (attempt >= retry.max_attempts || !retryable) {
+      co_return job_outcome{job_state::failed, nullptr, error};
+    }
+    const millis wait = std::max(retry.backoff(attempt, rng_), retry_after.value_or(millis{0}));
     observer_->job_retrying(*job, error, wait);
     net::steady_timer backoff(strand_, wait);
     co_await backoff.async_wait(net::use_awaitable);  // a cancel here ends the job: no retry
@@ -263,12 +272,12 @@ awaitable<job_outcome> engine::run_attempts(record_ptr job) {
 
 awaitable<json> engine::run_attempt(record_ptr job, int attempt) {
   const job_spec& spec = job->run->spec;
-  if (!spec.attempt_timeout) co_return co_await run_kind(spec.params, attempt);
+  if (!spec.attempt_timeout) co_return co_await run_kind(spec, attempt);
 
   net::steady_timer limit(strand_, *spec.attempt_timeout);
   auto [order, error, result, timer_ec] =
       co_await make_parallel_group(
-          net::co_spawn(strand_, run_kind(spec.params, attempt), net::deferred),
+          net::co_spawn(strand_, run_kind(spec, attempt), net::deferred),
           limit.async_wait(net::deferred))
           .async_wait(wait_for_one(), net::use_awaitable);
   if (!error) co_return std::move(result);
@@ -282,11 +291,18 @@ awaitable<json> engine::run_attempt(record_ptr job, int attempt) {
   std::rethrow_exception(error);
 }
 
-awaitable<json> engine::run_kind(const job_params& params, int attempt) {
-  attempt_context ctx{attempt, pool_};
+awaitable<json> engine::run_kind(const job_spec& spec, int attempt) {
+  const job_params& params = spec.params;
+  attempt_context ctx{attempt, spec.retry.max_attempts, pool_, fetcher_};
   try {
     if (const auto* sleep = std::get_if<sleep_params>(&params)) {
       co_return co_await run_sleep(*sleep, ctx);
+    }
+    if (const auto* fetch = std::get_if<fetch_params>(&params)) {
+      co_return co_await run_fetch(*fetch, ctx);
+    }
+    if (const auto* batch = std::get_if<fetch_batch_params>(&params)) {
+      co_return co_await run_fetch_batch(*batch, ctx);
     }
     co_return co_await run_compute(std::get<compute_params>(params), ctx);
   } catch (const job_failure&) {

@@ -19,6 +19,10 @@
 
 namespace gatherd::core {
 
+namespace fetch {
+class fetcher;
+}
+
 struct engine_config {
   std::size_t max_running = 64;
   std::size_t max_queued = 10000;
@@ -35,7 +39,9 @@ struct submission {
 
 class engine {
  public:
-  engine(executor io, engine_config config, engine_observer* observer = nullptr);
+  // `fetcher` serves the fetch kinds; without one they fail.
+  engine(executor io, engine_config config, engine_observer* observer = nullptr,
+         fetch::fetcher* fetcher = nullptr);
   ~engine();
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
@@ -90,7 +96,7 @@ class engine {
   awaitable<job_outcome> run_admitted(record_ptr job);
   awaitable<job_outcome> run_attempts(record_ptr job);
   awaitable<json> run_attempt(record_ptr job, int attempt);
-  awaitable<json> run_kind(const job_params& params, int attempt);
+  awaitable<json> run_kind(const job_spec& spec, int attempt);
   void mark_running(job_record& job);
   void request_cancel(job_record& job, std::string reason);
   void finish(job_record& job, job_outcome outcome);
@@ -105,6 +111,7 @@ class engine {
   admission admission_;
   job_registry registry_;
   worker_pool pool_;
+  fetch::fetcher* fetcher_;
   std::unordered_set<job_record*> unfinished_;  // jobs whose coroutine has not ended
   notifier idle_;                               // woken as job coroutines end
   net::steady_timer sweep_timer_;

@@ -7,7 +7,8 @@ namespace gatherd::core {
 namespace {
 constexpr std::array<std::string_view, 6> state_names = {"queued", "running",   "succeeded",
                                                          "failed", "cancelled", "timed_out"};
-constexpr std::array<std::string_view, 2> kind_names = {"sleep", "compute"};
+constexpr std::array<std::string_view, 4> kind_names = {"sleep", "compute", "fetch",
+                                                        "fetch_batch"};
 }  // namespace
 
 std::string_view to_string(job_state s) {

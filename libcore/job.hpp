@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "libcore/clock.hpp"
+#include "libcore/fetch/fetch_spec.hpp"
 #include "libcore/job_id.hpp"
 #include "libcore/retry_policy.hpp"
 
@@ -30,8 +31,10 @@ constexpr bool is_terminal(job_state s) {
 std::string_view to_string(job_state s);
 std::optional<job_state> parse_job_state(std::string_view s);
 
-enum class job_kind : std::uint8_t { sleep, compute };
-inline constexpr job_kind all_job_kinds[] = {job_kind::sleep, job_kind::compute};
+// `fetch_batch` jobs are made by POST /v1/fetch with `async: true`, never submitted directly.
+enum class job_kind : std::uint8_t { sleep, compute, fetch, fetch_batch };
+inline constexpr job_kind all_job_kinds[] = {job_kind::sleep, job_kind::compute, job_kind::fetch,
+                                             job_kind::fetch_batch};
 
 std::string_view to_string(job_kind k);
 std::optional<job_kind> parse_job_kind(std::string_view s);
@@ -54,7 +57,10 @@ struct compute_params {
   std::uint64_t rounds = 1;  // sha256: rounds of hashing
 };
 
-using job_params = std::variant<sleep_params, compute_params>;  // index == job_kind
+using fetch_params = fetch::fetch_params;              // one outbound request
+using fetch_batch_params = fetch::batch_params;        // a whole batch
+using job_params = std::variant<sleep_params, compute_params, fetch_params,
+                                fetch_batch_params>;  // index == job_kind
 
 using job_labels = std::vector<std::pair<std::string, std::string>>;
 
@@ -77,15 +83,24 @@ struct job_error {
   friend bool operator==(const job_error&, const job_error&) = default;
 };
 
-// Thrown by a job kind when an attempt fails (retried if attempts remain).
+// Thrown by a job kind when an attempt fails: retried if attempts remain and the failure is
+// retryable, after the backoff or `retry_after` (a server's Retry-After), whichever is longer.
 class job_failure : public std::runtime_error {
  public:
-  job_failure(std::string type, const std::string& message)
-      : std::runtime_error(message), type_(std::move(type)) {}
+  job_failure(std::string type, const std::string& message, bool retryable = true,
+              std::optional<millis> retry_after = std::nullopt)
+      : std::runtime_error(message),
+        type_(std::move(type)),
+        retryable_(retryable),
+        retry_after_(retry_after) {}
   const std::string& type() const { return type_; }
+  bool retryable() const { return retryable_; }
+  std::optional<millis> retry_after() const { return retry_after_; }
 
  private:
   std::string type_;
+  bool retryable_;
+  std::optional<millis> retry_after_;
 };
 
 struct job_outcome {

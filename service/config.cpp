@@ -25,6 +25,24 @@ std::string env_to_option(const std::string& env, const po::options_description&
   return options.find_nothrow(name, false) ? name : std::string{};
 }
 
+// "R" or "R:B": R requests per second, bursts of B (default 1).
+core::rate parse_rate(const std::string& text, const std::string& flag) {
+  core::rate r;
+  const auto colon = text.find(':');
+  try {
+    std::size_t used = 0;
+    r.per_second = std::stod(text.substr(0, colon), &used);
+    if (used != text.substr(0, colon).size()) throw std::invalid_argument(text);
+    if (colon != std::string::npos) r.burst = std::stoi(text.substr(colon + 1));
+  } catch (const std::exception&) {
+    throw po::error(flag + " takes RATE or RATE:BURST (e.g. 50 or 50:10), not '" + text + "'");
+  }
+  if (!(r.per_second > 0 && r.per_second <= 1e6) || r.burst < 1 || r.burst > 100000) {
+    throw po::error(flag + ": the rate must be in (0, 1e6] per second and the burst in [1, 100000]");
+  }
+  return r;
+}
+
 void validate(const config& c) {
   auto require = [](bool ok, const char* what) {
     if (!ok) throw po::error(what);
@@ -42,6 +60,16 @@ void validate(const config& c) {
   require(c.ws_outbox_bytes >= 4096, "--ws-outbox-bytes must be at least 4096");
   require(c.ws_idle_timeout.count() >= 100, "--ws-idle-timeout-ms must be at least 100");
   require(c.ws_max_inflight >= 1, "--ws-max-inflight must be at least 1");
+  require(c.fetch_max_connections >= 1 && c.fetch_max_connections_per_host >= 1,
+          "--fetch-max-connections and --fetch-max-connections-per-host must be at least 1");
+  require(c.fetch_timeout.count() > 0 && c.fetch_connect_timeout.count() > 0,
+          "fetch timeouts must be positive");
+  require(c.fetch_max_requests >= 1 && c.fetch_max_concurrency >= 1,
+          "--fetch-max-requests and --fetch-max-concurrency must be at least 1");
+  require(c.fetch_default_body_bytes <= c.fetch_max_body_bytes,
+          "--fetch-default-body-bytes must not exceed --fetch-max-body-bytes");
+  require(c.fetch_max_redirects >= 0 && c.fetch_max_redirects <= 100,
+          "--fetch-max-redirects must be in [0, 100]");
   require(c.default_retention <= c.max_retention,
           "--default-retention-ms must not exceed --max-retention-ms");
   require(c.log_format == "json" || c.log_format == "text", "--log-format must be json or text");
@@ -56,8 +84,9 @@ command parse_command_line(int argc, const char* const argv[]) {
   command cmd;
   config& c = cmd.settings;
   std::int64_t header_timeout = 0, body_timeout = 0, retention = 0, max_retention = 0, grace = 0,
-               drain = 0, ws_idle = 0;
-  std::string tokens_csv;
+               drain = 0, ws_idle = 0, fetch_idle = 0, fetch_connect = 0, fetch_timeout = 0;
+  std::string tokens_csv, host_rate, allow_hosts_csv;
+  std::vector<std::string> host_rates;
 
   po::options_description options("gatherd options (each also read from GATHERD_<NAME>)");
   // clang-format off
@@ -89,6 +118,22 @@ command parse_command_line(int argc, const char* const argv[]) {
     ("ws-idle-timeout-ms", po::value(&ws_idle)->default_value(c.ws_idle_timeout.count()), "a WebSocket peer silent this long (not even a pong) is dropped; pings go out at half of it")
     ("ws-max-inflight", po::value(&c.ws_max_inflight)->default_value(c.ws_max_inflight), "operations running at once per WebSocket; beyond, reading pauses")
     ("ws-max-watched", po::value(&c.ws_max_watched)->default_value(c.ws_max_watched), "job ids watched per WebSocket")
+    ("allow-private-fetch", po::bool_switch(&c.allow_private_fetch), "let fetch reach loopback, private, link-local and metadata addresses (tests, local demos)")
+    ("fetch-allow-host", po::value(&c.fetch_allow_hosts)->composing(), "a host fetch may reach whatever it resolves to (repeatable)")
+    ("fetch-allow-hosts", po::value(&allow_hosts_csv), "comma-separated --fetch-allow-host (GATHERD_FETCH_ALLOW_HOSTS)")
+    ("fetch-host-rate", po::value(&host_rate), "server-wide limit per host:port for every batch and fetch job, RATE[:BURST] per second; unset: none")
+    ("fetch-host-rate-for", po::value(&host_rates)->composing(), "HOST[:PORT]=RATE[:BURST], a per-host override (repeatable)")
+    ("fetch-max-connections", po::value(&c.fetch_max_connections)->default_value(c.fetch_max_connections), "outbound connections in all; more requests wait")
+    ("fetch-max-connections-per-host", po::value(&c.fetch_max_connections_per_host)->default_value(c.fetch_max_connections_per_host), "outbound connections per origin; more requests wait")
+    ("fetch-idle-ms", po::value(&fetch_idle)->default_value(c.fetch_idle_timeout.count()), "pooled keep-alive connections idle this long are closed")
+    ("fetch-connect-timeout-ms", po::value(&fetch_connect)->default_value(c.fetch_connect_timeout.count()), "DNS + connect + TLS handshake")
+    ("fetch-timeout-ms", po::value(&fetch_timeout)->default_value(c.fetch_timeout.count()), "one attempt of a fetch when the request does not say (timeout_ms / attempt_timeout_ms)")
+    ("fetch-max-body-bytes", po::value(&c.fetch_max_body_bytes)->default_value(c.fetch_max_body_bytes), "the largest max_body_bytes a request may ask for")
+    ("fetch-default-body-bytes", po::value(&c.fetch_default_body_bytes)->default_value(c.fetch_default_body_bytes), "response bodies are cut here when the request does not say")
+    ("fetch-max-requests", po::value(&c.fetch_max_requests)->default_value(c.fetch_max_requests), "URLs per POST /v1/fetch")
+    ("fetch-max-concurrency", po::value(&c.fetch_max_concurrency)->default_value(c.fetch_max_concurrency), "the largest `concurrency` a batch may ask for")
+    ("fetch-max-redirects", po::value(&c.fetch_max_redirects)->default_value(c.fetch_max_redirects), "the largest max_redirects a request may ask for")
+    ("fetch-ca-file", po::value(&c.fetch_ca_file), "PEM file of the CAs fetch trusts instead of the system's")
     ("shutdown-grace-ms", po::value(&grace)->default_value(c.shutdown_grace.count()), "on SIGTERM, running jobs get this long before they are cancelled")
     ("drain-ms", po::value(&drain)->default_value(c.drain.count()), "on SIGTERM, keep accepting this long (readiness already 503)")
     ("api-token", po::value(&c.api_tokens)->composing(), "bearer token required on /v1/* (repeatable)")
@@ -132,6 +177,28 @@ command parse_command_line(int argc, const char* const argv[]) {
     c.shutdown_grace = non_negative(grace, "--shutdown-grace-ms");
     c.drain = non_negative(drain, "--drain-ms");
     c.ws_idle_timeout = non_negative(ws_idle, "--ws-idle-timeout-ms");
+    c.fetch_idle_timeout = non_negative(fetch_idle, "--fetch-idle-ms");
+    c.fetch_connect_timeout = non_negative(fetch_connect, "--fetch-connect-timeout-ms");
+    c.fetch_timeout = non_negative(fetch_timeout, "--fetch-timeout-ms");
+    if (!host_rate.empty() && host_rate != "0") {
+      c.fetch_host_rate = parse_rate(host_rate, "--fetch-host-rate");
+    }
+    for (const std::string& entry : host_rates) {
+      const auto eq = entry.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        throw po::error("--fetch-host-rate-for takes HOST[:PORT]=RATE[:BURST], not '" + entry + "'");
+      }
+      c.fetch_host_rates.emplace_back(boost::algorithm::to_lower_copy(entry.substr(0, eq)),
+                                      parse_rate(entry.substr(eq + 1), "--fetch-host-rate-for"));
+    }
+    if (!allow_hosts_csv.empty()) {
+      std::vector<std::string> parts;
+      boost::algorithm::split(parts, allow_hosts_csv, boost::algorithm::is_any_of(","));
+      for (auto& h : parts) {
+        boost::algorithm::trim(h);
+        if (!h.empty()) c.fetch_allow_hosts.push_back(h);
+      }
+    }
     if (!tokens_csv.empty()) {
       std::vector<std::string> parts;
       boost::algorithm::split(parts, tokens_csv, boost::algorithm::is_any_of(","));

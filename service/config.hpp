@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "libcore/clock.hpp"
+#include "libcore/rate_limit/gcra.hpp"
 
 namespace gatherd::service {
 
@@ -39,6 +40,22 @@ struct config {
   millis ws_idle_timeout{60000};
   std::size_t ws_max_inflight = 64;
   std::size_t ws_max_watched = 10000;
+  // Outbound fetch (POST /v1/fetch and the fetch job kinds)
+  bool allow_private_fetch = false;            // let fetch reach loopback/private/link-local
+  std::vector<std::string> fetch_allow_hosts;  // hosts the egress guard lets through
+  std::optional<core::rate> fetch_host_rate;   // server-wide limit per host:port; none: unlimited
+  std::vector<std::pair<std::string, core::rate>> fetch_host_rates;  // per-host overrides
+  std::size_t fetch_max_connections = 1024;
+  std::size_t fetch_max_connections_per_host = 64;
+  millis fetch_idle_timeout{30000};
+  millis fetch_connect_timeout{5000};
+  millis fetch_timeout{10000};                      // per attempt, when a request does not say
+  std::size_t fetch_max_body_bytes = 10 << 20;      // the largest max_body_bytes a request may ask
+  std::size_t fetch_default_body_bytes = 1 << 20;   // max_body_bytes when a request does not say
+  std::size_t fetch_max_requests = 10000;           // URLs per batch
+  std::size_t fetch_max_concurrency = 256;          // a batch's `concurrency` at most
+  int fetch_max_redirects = 10;                     // the largest max_redirects a request may ask
+  std::string fetch_ca_file;                        // empty: the system's CAs
   millis shutdown_grace{10000};
   millis drain{0};
   std::vector<std::string> api_tokens;

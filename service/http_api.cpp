@@ -41,17 +41,33 @@ std::string new_request_id() {
 }  // namespace
 
 http_api::http_api(const config& c, core::engine& engine, core::coordinator& coordinator,
-                   metrics& m)
+                   core::fetch::fetcher& fetcher, metrics& m, fetch_metrics& fm)
     : config_(c),
       engine_(engine),
       coordinator_(coordinator),
+      fetcher_(fetcher),
       metrics_(m),
-      limits_{c.max_retention} {}
+      fetch_metrics_(fm),
+      limits_{c.max_retention,
+              fetch_limits{c.fetch_timeout, c.fetch_default_body_bytes, c.fetch_max_body_bytes,
+                           c.fetch_max_redirects, c.fetch_max_requests, c.fetch_max_concurrency}} {}
 
 http_response json_response(unsigned status, const nlohmann::json& body) {
   http_response res;
   res.status = status;
   res.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return res;
+}
+
+bool wants_ndjson(const http_request& req) {
+  return req.accept.find("application/x-ndjson") != std::string::npos;
+}
+
+http_response job_accepted(const core::submission& s) {
+  http_response res;
+  res.status = s.created ? 202 : 200;
+  res.body = encode_job(s.job);
+  res.headers.emplace_back("Location", "/v1/jobs/" + s.job.id.to_string());
   return res;
 }
 
@@ -188,6 +204,8 @@ core::awaitable<http_response> http_api::dispatch(const http_request& req, const
       co_return co_await cancel_job(req, match);
     case endpoint::delete_job:
       co_return co_await delete_job(match);
+    case endpoint::fetch:
+      co_return co_await fetch(req, match);
     case endpoint::gather:
       co_return co_await gather(req, match);
     case endpoint::websocket:

@@ -7,8 +7,10 @@
 #include <atomic>
 
 #include "libcore/engine.hpp"
+#include "libcore/fetch/fetcher.hpp"
 #include "libcore/primitives/coordinator.hpp"
 #include "service/config.hpp"
+#include "service/fetch_metrics.hpp"
 #include "service/http_message.hpp"
 #include "service/job_codec.hpp"
 #include "service/metrics.hpp"
@@ -22,7 +24,8 @@ struct gather_stream;  // handlers/gather.cpp
 
 class http_api {
  public:
-  http_api(const config& c, core::engine& engine, core::coordinator& coordinator, metrics& m);
+  http_api(const config& c, core::engine& engine, core::coordinator& coordinator,
+           core::fetch::fetcher& fetcher, metrics& m, fetch_metrics& fm);
 
   // Never throws: every failure becomes a problem response.
   core::awaitable<http_response> handle(http_request request);
@@ -72,6 +75,10 @@ class http_api {
                                       std::string request_id);
   void record_gather(const core::gather_result& result, std::size_t count,
                      const std::string& request_id);
+  // handlers/fetch.cpp
+  core::awaitable<http_response> fetch(const http_request& req, const route_match& match);
+  void record_fetch_batch(const core::fetch::batch_summary& summary, std::size_t count,
+                          fetch_metrics::batch_mode mode, const std::string& request_id);
   // handlers/primitives.cpp
   core::awaitable<http_response> primitive(const http_request& req, const route_match& match,
                                            endpoint target);
@@ -81,7 +88,9 @@ class http_api {
   const config& config_;
   core::engine& engine_;
   core::coordinator& coordinator_;
+  core::fetch::fetcher& fetcher_;
   metrics& metrics_;
+  fetch_metrics& fetch_metrics_;
   spec_limits limits_;
   std::atomic<readiness> readiness_{readiness::starting};
   std::atomic<std::size_t> websockets_{0};
@@ -90,5 +99,9 @@ class http_api {
 // Helpers shared by the handlers.
 http_response json_response(unsigned status, const nlohmann::json& body);
 void require_json_body(const http_request& req);
+// Accept asks for application/x-ndjson (as_completed streaming).
+bool wants_ndjson(const http_request& req);
+// 202 with the job and its Location (200 for an idempotent replay).
+http_response job_accepted(const core::submission& s);
 
 }  // namespace gatherd::service

@@ -5,6 +5,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <atomic>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -22,8 +23,10 @@ class io_pool {
 
   // The first context: listener, signals and the engine live there.
   boost::asio::io_context& main() { return *contexts_.front(); }
-  // Round-robin choice for the next connection.
-  boost::asio::io_context& next() { return *contexts_[next_++ % contexts_.size()]; }
+  // Round-robin choice for the next connection or fetch (any thread).
+  boost::asio::io_context& next() {
+    return *contexts_[next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+  }
 
   // Runs every context, the first on the calling thread; returns when all have stopped.
   void run() {
@@ -42,7 +45,7 @@ class io_pool {
  private:
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
-  std::size_t next_ = 0;  // used by the accept loop only
+  std::atomic<std::size_t> next_{0};
 };
 
 }  // namespace gatherd::service

@@ -57,6 +57,8 @@ compute_params parse_compute(const json& value, const std::string& path) {
   return p;
 }
 
+}  // namespace
+
 retry_policy parse_retry(object_reader& r) {
   retry_policy p = retry_policy::with_defaults();
   p.max_attempts = static_cast<int>(r.integer("max_attempts", 1, 100).value_or(p.max_attempts));
@@ -66,6 +68,8 @@ retry_policy parse_retry(object_reader& r) {
   p.jitter = r.boolean("jitter").value_or(p.jitter);
   return p;
 }
+
+namespace {
 
 job_labels parse_labels(const json& value, const std::string& field) {
   if (!value.is_object())
@@ -106,21 +110,28 @@ job_spec parse_job_spec(const json& body, const spec_limits& limits, const std::
   if (!kind_name) throw invalid_request("field '" + r.field("kind") + "' is required");
   auto kind = parse_job_kind(*kind_name);
   if (!kind) {
-    throw invalid_request("field '" + r.field("kind") + "' must be one of: sleep, compute (got \"" +
-                          *kind_name + "\")");
+    throw invalid_request("field '" + r.field("kind") +
+                          "' must be one of: sleep, compute, fetch (got \"" + *kind_name + "\")");
   }
+  if (*kind == job_kind::fetch_batch) {
+    throw invalid_request("field '" + r.field("kind") +
+                          "': fetch_batch jobs are made by POST /v1/fetch with \"async\": true");
+  }
+  spec.timeout = r.duration("timeout_ms", max_duration_ms);
+  spec.attempt_timeout = r.duration("attempt_timeout_ms", max_duration_ms);
   const json* params = r.raw("params");
   if (!params) throw invalid_request("field '" + r.field("params") + "' is required");
   if (*kind == job_kind::sleep) {
     object_reader sleep(*params, r.field("params"),
                         {"duration_ms", "result", "fail", "fail_attempts", "cleanup_ms"});
     spec.params = parse_sleep(sleep);
+  } else if (*kind == job_kind::fetch) {
+    spec.params = fetch_params{
+        parse_fetch_params(*params, r.field("params"), limits.fetch, spec.attempt_timeout)};
   } else {
     spec.params = parse_compute(*params, r.field("params"));
   }
 
-  spec.timeout = r.duration("timeout_ms", max_duration_ms);
-  spec.attempt_timeout = r.duration("attempt_timeout_ms", max_duration_ms);
   if (auto retry = r.object("retry", {"max_attempts", "initial_backoff_ms", "multiplier",
                                       "max_backoff_ms", "jitter"})) {
     spec.retry = parse_retry(*retry);

@@ -7,12 +7,19 @@
 #include <string>
 
 #include "libcore/job.hpp"
+#include "service/fetch_codec.hpp"
 
 namespace gatherd::service {
 
+class object_reader;
+
 struct spec_limits {
   core::millis max_retention{86400000};
+  fetch_limits fetch;
 };
+
+// A `retry` object; missing fields take the defaults of API.md.
+core::retry_policy parse_retry(object_reader& r);
 
 // `path` prefixes field names in error messages (e.g. "jobs[2]").
 core::job_spec parse_job_spec(const nlohmann::json& body, const spec_limits& limits,

@@ -13,7 +13,11 @@
 #include <thread>
 
 #include "libcore/engine.hpp"
+#include "libcore/fetch/beast_http_client.hpp"
+#include "libcore/fetch/fetcher.hpp"
+#include "libcore/rate_limit/throttle.hpp"
 #include "service/config.hpp"
+#include "service/fetch_metrics.hpp"
 #include "service/http_api.hpp"
 #include "service/io_pool.hpp"
 #include "service/job_events.hpp"
@@ -63,6 +67,40 @@ net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& 
   io.stop();
 }
 
+core::fetch::http_client_config client_config(const config& c) {
+  core::fetch::http_client_config cc;
+  cc.max_connections = c.fetch_max_connections;
+  cc.max_connections_per_origin = c.fetch_max_connections_per_host;
+  cc.idle_timeout = c.fetch_idle_timeout;
+  cc.connect_timeout = c.fetch_connect_timeout;
+  cc.egress = {c.allow_private_fetch, c.fetch_allow_hosts};
+  cc.ca_file = c.fetch_ca_file;
+  cc.user_agent = "gatherd/" GATHERD_VERSION;
+  return cc;
+}
+
+core::fetch::fetch_settings fetch_settings(const config& c) {
+  core::fetch::fetch_settings s;
+  s.host_rate = c.fetch_host_rate;
+  for (const auto& [host, rate] : c.fetch_host_rates) s.host_rates.emplace(host, rate);
+  return s;
+}
+
+// The limits that alerts and dashboards compare usage with.
+void export_limits(metrics& m, const config& c) {
+  const std::pair<const char*, std::size_t> limits[] = {
+      {"max_running", c.max_running},
+      {"max_queued", c.max_queued},
+      {"max_retained_jobs", c.max_retained_jobs},
+      {"max_connections", c.max_connections},
+      {"max_primitives", c.max_primitives},
+      {"ws_max_connections", c.ws_max_connections},
+      {"fetch_max_connections", c.fetch_max_connections},
+      {"fetch_max_connections_per_host", c.fetch_max_connections_per_host},
+  };
+  for (const auto& [name, value] : limits) m.set_limit(name, static_cast<double>(value));
+}
+
 }  // namespace
 
 int main(int argc, char* argv[]) {
@@ -76,20 +114,29 @@ int main(int argc, char* argv[]) {
   {
     io_pool io(c.threads);
     metrics meter;
+    export_limits(meter, c);
+    fetch_metrics fetch_meter(meter.registry());
+    auto http_client = core::fetch::make_beast_http_client(io.main().get_executor(),
+                                                           client_config(c));
+    core::throttle host_limits(io.main().get_executor());
+    core::fetch::fetcher fetcher(
+        *http_client, host_limits, fetch_settings(c), [&io] { return io.next().get_executor(); },
+        &fetch_meter);
     job_feed feed;
     job_events events(meter, feed);
     core::engine engine(io.main().get_executor(),
                         core::engine_config{c.max_running, c.max_queued, c.max_retained_jobs,
                                             c.default_retention, c.compute_threads},
-                        &events);
+                        &events, &fetcher);
     core::coordinator primitives(io.main().get_executor(),
                                  core::coordinator_config{c.max_primitives, c.max_waiters});
-    meter.on_scrape([&engine, &primitives](metrics& m) {
+    meter.on_scrape([&engine, &primitives, &fetch_meter, &http_client](metrics& m) {
       m.set_jobs(engine.queued(), engine.running(), engine.retained());
+      fetch_meter.set_client(http_client->stats());
       m.set_primitives(primitives.stats());
       m.set_log_dropped(log::dropped());
     });
-    http_api api(c, engine, primitives, meter);
+    http_api api(c, engine, primitives, fetcher, meter, fetch_meter);
     ws_services websockets{c, api, feed, meter};
     server srv(io, c, api, meter, websockets);
     try {
@@ -115,7 +162,8 @@ int main(int argc, char* argv[]) {
         .add("compute_threads", c.compute_threads)
         .add("max_running", c.max_running)
         .add("max_queued", c.max_queued)
-        .add("auth", !c.api_tokens.empty());
+        .add("auth", !c.api_tokens.empty())
+        .add("allow_private_fetch", c.allow_private_fetch);
 
     io.run();
   }

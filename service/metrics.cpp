@@ -126,6 +126,11 @@ metrics::metrics()
                        .Help("Items in named queues, ready or leased (all queues).")
                        .Register(*registry_)
                        .Add({})),
+      limits_(BuildGauge()
+                  .Name("gatherd_limit")
+                  .Help("Configured limits, by name (max_running, max_queued, ...), for alerts "
+                        "and dashboards to compare usage with.")
+                  .Register(*registry_)),
       ws_open_(BuildGauge()
                    .Name("gatherd_ws_connections")
                    .Help("Open WebSocket connections.")
@@ -205,6 +210,10 @@ void metrics::set_primitives(const core::coordinator_stats& stats) {
   const double expired = static_cast<double>(stats.lease_expiries.load());
   if (expired > lease_expiries_seen_) lease_expiries_.Increment(expired - lease_expiries_seen_);
   lease_expiries_seen_ = expired;
+}
+
+void metrics::set_limit(const std::string& name, double value) {
+  limits_.Add({{"name", name}}).Set(value);  // a fixed set of names, set once at start
 }
 
 void metrics::ws_opened() {

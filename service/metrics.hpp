@@ -57,6 +57,12 @@ class metrics {
   void ws_received(std::string_view op);
   void ws_sent(std::string_view type);
 
+  // The configured limits, as gatherd_limit{name} (alerts compare usage with them).
+  void set_limit(const std::string& name, double value);
+
+  // For metric groups that keep their own families (fetch_metrics).
+  prometheus::Registry& registry() { return *registry_; }
+
   // Values read at scrape time (gauges owned by someone else).
   void on_scrape(std::function<void(metrics&)> refresh) { refresh_ = std::move(refresh); }
   void set_jobs(std::size_t queued, std::size_t running, std::size_t retained);
@@ -89,6 +95,7 @@ class metrics {
   prometheus::Counter& lease_expiries_;
   prometheus::Gauge& queue_items_;
   double lease_expiries_seen_ = 0;
+  prometheus::Family<prometheus::Gauge>& limits_;
   prometheus::Gauge& ws_open_;
   prometheus::Counter& ws_accepted_;
   std::array<prometheus::Counter*, ws_ops.size()> ws_received_{};

@@ -17,6 +17,7 @@ const std::vector<route>& route_table() {
       {"DELETE", "/v1/jobs/{id}", endpoint::delete_job},
       {"POST", "/v1/jobs/{id}/cancel", endpoint::cancel_job},
       {"POST", "/v1/gather", endpoint::gather, true},
+      {"POST", "/v1/fetch", endpoint::fetch, true},
       {"GET", "/v1/ws", endpoint::websocket},
       {"PUT", "/v1/semaphores/{name}", endpoint::put_semaphore},
       {"GET", "/v1/semaphores/{name}", endpoint::get_semaphore},

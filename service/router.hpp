@@ -23,6 +23,7 @@ enum class endpoint {
   cancel_job,
   delete_job,
   gather,
+  fetch,
   websocket,
   // named primitives (handlers/primitives.cpp)
   put_semaphore,

@@ -45,19 +45,13 @@ std::string job_array(std::string_view name, const Jobs& jobs, Project project,
   return fmt::to_string(out);
 }
 
-http_response accepted(const core::submission& s) {
-  http_response res = text_response(s.created ? 202 : 200, encode_job(s.job));
-  res.headers.emplace_back("Location", "/v1/jobs/" + s.job.id.to_string());
-  return res;
-}
-
 }  // namespace
 
 core::awaitable<http_response> http_api::submit_job(const http_request& req) {
   require_json_body(req);
   auto spec = parse_job_spec(parse_json_body(req.body), limits_);
   const auto submitted = co_await engine_.submit(std::move(spec));
-  co_return accepted(submitted);
+  co_return job_accepted(submitted);
 }
 
 core::awaitable<http_response> http_api::submit_batch(const http_request& req) {

@@ -89,7 +89,7 @@ struct websocket_session::impl : ws_outbox {
       ++messages_out;
     }
     if (close_with && ws.is_open()) {
-      auto [ec] = co_await ws.async_close(*close_with, tuple_awaitable);
+      co_await ws.async_close(*close_with, tuple_awaitable);  // best effort: the peer may be gone
     }
     writer_done = true;
     writer_ended.notify_all();
@@ -158,7 +158,7 @@ struct websocket_session::impl : ws_outbox {
         .add("request_id", info.request_id)
         .add("remote", info.remote)
         .add("reason", reason)
-        .add("code", static_cast<int>(close_with ? *close_with : code))
+        .add("code", close_with ? static_cast<int>(*close_with) : static_cast<int>(code))
         .add("messages_in", protocol->messages_in())
         .add("messages_out", messages_out)
         .add("duration_ms",

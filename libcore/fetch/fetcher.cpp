@@ -1,0 +1,165 @@
+#include "libcore/fetch/fetcher.hpp"
+
+#include <boost/asio/this_coro.hpp>
+#include <boost/system/system_error.hpp>
+#include <boost/url/parse.hpp>
+#include <charconv>
+#include <ctime>
+
+namespace gatherd::core::fetch {
+
+namespace {
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string status_class(unsigned status) {
+  return std::to_string(std::min(status / 100, 9u)) + "xx";
+}
+
+double seconds(steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+}  // namespace
+
+bool retryable_status(unsigned status) {
+  return status == 429 || (status >= 500 && status <= 599);
+}
+
+bool retryable_error(std::string_view type) {
+  return type == "connect" || type == "timeout";
+}
+
+std::optional<millis> retry_after(const header_list& headers) {
+  for (const auto& [name, value] : headers) {
+    if (lower(name) != "retry-after") continue;
+    std::int64_t delay = 0;
+    const char* end = value.data() + value.size();
+    auto [ptr, ec] = std::from_chars(value.data(), end, delay);
+    if (ec == std::errc{} && ptr == end && delay >= 0) {
+      return millis{std::min<std::int64_t>(delay, 86400) * 1000};
+    }
+    std::tm tm{};  // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
+    if (const char* rest = strptime(value.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        rest && *rest == '\0') {
+      const auto at = wall_clock::from_time_t(timegm(&tm));
+      const auto wait = std::chrono::duration_cast<millis>(at - wall_clock::now());
+      return std::clamp(wait, millis{0}, millis{86'400'000});
+    }
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+std::optional<origin_key> origin_of(std::string_view url) {
+  auto parsed = boost::urls::parse_absolute_uri(url);
+  if (!parsed) return std::nullopt;
+  const auto scheme = parsed->scheme_id();
+  if (scheme != boost::urls::scheme::http && scheme != boost::urls::scheme::https) {
+    return std::nullopt;
+  }
+  if (parsed->has_userinfo()) return std::nullopt;  // credentials do not belong in a fetch URL
+  if (parsed->has_port() && (parsed->port_number() == 0 || parsed->port().size() > 5)) {
+    return std::nullopt;
+  }
+  origin_key key;
+  key.host = lower(parsed->encoded_host());
+  if (key.host.empty()) return std::nullopt;
+  const std::string port = parsed->has_port() && !parsed->port().empty()
+                               ? std::string(parsed->port())
+                               : (scheme == boost::urls::scheme::https ? "443" : "80");
+  key.host_port = key.host + ":" + port;
+  return key;
+}
+
+fetcher::fetcher(http_client& client, throttle& hosts, fetch_settings settings,
+                 std::function<executor()> io, fetch_observer* observer)
+    : client_(client),
+      hosts_(hosts),
+      settings_(std::move(settings)),
+      io_(std::move(io)),
+      observer_(observer ? observer : &null_observer_) {}
+
+std::optional<rate> fetcher::host_limit(const std::string& host,
+                                        const std::string& host_port) const {
+  if (auto it = settings_.host_rates.find(host_port); it != settings_.host_rates.end()) {
+    return it->second;
+  }
+  if (auto it = settings_.host_rates.find(host); it != settings_.host_rates.end()) {
+    return it->second;
+  }
+  return settings_.host_rate;
+}
+
+awaitable<attempt_outcome> fetcher::attempt(http_request request, const batch_limit* batch) {
+  attempt_outcome out;
+  const auto origin = origin_of(request.url);
+  if (origin) {  // an unusable URL is the client's to report
+    if (batch && batch->limiter) {
+      // (the key in a local: g++ 12 destroys a temporary of a ?: inside co_await twice)
+      std::string key = batch->per_host ? origin->host_port : std::string();
+      out.throttled += co_await batch->limiter->acquire(std::move(key), batch->limit);
+    }
+    if (auto limit = host_limit(origin->host, origin->host_port)) {
+      out.throttled += co_await hosts_.acquire(origin->host_port, *limit);
+    }
+    if (out.throttled.count() > 0) observer_->throttled(seconds(out.throttled));
+  }
+  const auto started = steady_clock::now();
+  try {
+    http_response response = co_await client_.send(std::move(request));
+    observer_->attempt_done(status_class(response.status), seconds(steady_clock::now() - started));
+    out.response = std::move(response);
+  } catch (const fetch_error& e) {
+    observer_->attempt_done(e.type(), seconds(steady_clock::now() - started));
+    out.error = job_error{e.type(), e.what()};
+  }
+  co_return out;
+}
+
+awaitable<fetch_result> fetcher::fetch_with_retries(
+    http_request request, const retry_policy& policy,
+    std::optional<steady_clock::time_point> deadline, const batch_limit* batch,
+    std::mt19937_64& rng) {
+  fetch_result result;
+  result.url = request.url;
+  const auto started = steady_clock::now();
+  for (;;) {
+    ++result.attempts;
+    attempt_outcome a = co_await attempt(request, batch);
+    result.throttled += a.throttled;
+    bool retry = result.attempts < policy.max_attempts &&
+                 (a.error ? retryable_error(a.error->type) : retryable_status(a.response->status));
+    millis wait{0};
+    if (retry) {
+      wait = policy.backoff(result.attempts, rng);
+      if (a.response) {
+        if (auto after = retry_after(a.response->headers)) wait = std::max(wait, *after);
+      }
+      // A retry that could only start after the deadline is not made: the last answer stands.
+      if (deadline && steady_clock::now() + wait >= *deadline) retry = false;
+    }
+    if (!retry) {
+      if (a.response) {
+        result.status = a.response->status;
+        result.headers = std::move(a.response->headers);
+        result.body = std::move(a.response->body);
+        result.truncated = a.response->truncated;
+      } else {
+        result.error = std::move(a.error);
+      }
+      break;
+    }
+    observer_->retrying();
+    net::steady_timer backoff(co_await net::this_coro::executor, wait);
+    co_await backoff.async_wait(net::use_awaitable);
+  }
+  result.elapsed = std::chrono::duration_cast<millis>(steady_clock::now() - started);
+  co_return result;
+}
+
+}  // namespace gatherd::core::fetch

@@ -1,0 +1,89 @@
+// Sends fetch requests on behalf of jobs and batches: waits for rate tokens (the batch's own
+// limiter, then the server-wide limit of the host), sends through the http_client, and retries
+// with backoff that honours Retry-After. Shared by every batch and fetch job of the process.
+#pragma once
+
+#include <functional>
+#include <random>
+#include <string_view>
+#include <unordered_map>
+
+#include "libcore/fetch/fetch_result.hpp"
+#include "libcore/fetch/fetch_spec.hpp"
+#include "libcore/fetch/http_client.hpp"
+#include "libcore/rate_limit/throttle.hpp"
+
+namespace gatherd::core::fetch {
+
+struct fetch_settings {
+  std::optional<rate> host_rate;                  // every host:port; none: unlimited
+  std::unordered_map<std::string, rate> host_rates;  // overrides by "host" or "host:port"
+};
+
+// Hooks for metrics; called from any thread, must be quick.
+class fetch_observer {
+ public:
+  virtual ~fetch_observer() = default;
+  // An attempt ended: `outcome` is "1xx".."5xx" or an error type (connect, timeout, ...).
+  virtual void attempt_done(std::string_view /*outcome*/, double /*seconds*/) {}
+  virtual void retrying() {}
+  virtual void throttled(double /*seconds*/) {}
+};
+
+// A batch's own limiter and how it keys requests.
+struct batch_limit {
+  throttle* limiter = nullptr;
+  rate limit;
+  bool per_host = true;
+};
+
+// One attempt: a response or an error, and the time spent waiting for rate tokens.
+struct attempt_outcome {
+  std::optional<http_response> response;
+  std::optional<job_error> error;
+  millis throttled{0};
+};
+
+// Retried: connect errors, timeouts, 429 and 5xx.
+bool retryable_status(unsigned status);
+bool retryable_error(std::string_view type);
+// Retry-After as delta-seconds or an HTTP date, relative to now; none when absent or unusable.
+std::optional<millis> retry_after(const header_list& headers);
+
+class fetcher {
+ public:
+  // `io` gives the executor a fetch job's work moves to (off the engine strand).
+  fetcher(http_client& client, throttle& hosts, fetch_settings settings,
+          std::function<executor()> io, fetch_observer* observer = nullptr);
+
+  awaitable<attempt_outcome> attempt(http_request request, const batch_limit* batch = nullptr);
+
+  // Attempts until a result: retries as `policy` allows, never waiting past `deadline`.
+  awaitable<fetch_result> fetch_with_retries(
+      http_request request, const retry_policy& policy,
+      std::optional<steady_clock::time_point> deadline, const batch_limit* batch,
+      std::mt19937_64& rng);
+
+  executor next_executor() { return io_(); }
+  fetch_observer& observer() { return *observer_; }
+
+ private:
+  std::optional<rate> host_limit(const std::string& host, const std::string& host_port) const;
+
+  http_client& client_;
+  throttle& hosts_;
+  fetch_settings settings_;
+  std::function<executor()> io_;
+  fetch_observer null_observer_;
+  fetch_observer* observer_;
+};
+
+// The host and host:port of an absolute http(s) URL (lower case), or nothing for any other URL,
+// one with user information, or one with an unusable port.
+struct origin_key {
+  std::string host;
+  std::string host_port;
+};
+std::optional<origin_key> origin_of(std::string_view url);
+
+}  // namespace gatherd::core::fetch

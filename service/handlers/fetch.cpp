@@ -1,0 +1,110 @@
+// POST /v1/fetch: a rate-limited batch of outbound requests, answered as one JSON document,
+// streamed as NDJSON in completion order, or run as a `fetch_batch` job (`async: true`).
+#include "libcore/fetch/batch.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/system/system_error.hpp>
+
+#include "service/http_api.hpp"
+#include "service/json_reader.hpp"
+#include "service/log.hpp"
+#include "service/problem.hpp"
+#include "service/query_reader.hpp"
+
+namespace gatherd::service {
+
+namespace net = boost::asio;
+
+namespace {
+
+using batch_mode = fetch_metrics::batch_mode;
+
+std::string_view mode_name(batch_mode mode) {
+  return mode == batch_mode::json ? "json" : mode == batch_mode::stream ? "stream" : "async";
+}
+
+std::string summary_line(const core::fetch::batch_summary& summary) {
+  return nlohmann::json{{"summary", core::fetch::to_json(summary)}}.dump(
+             -1, ' ', false, nlohmann::json::error_handler_t::replace) +
+         "\n";
+}
+
+}  // namespace
+
+void http_api::record_fetch_batch(const core::fetch::batch_summary& summary, std::size_t count,
+                                  batch_mode mode, const std::string& request_id) {
+  log::info("fetch.batch")
+      .add("request_id", request_id)
+      .add("mode", mode_name(mode))
+      .add("requests", count)
+      .add("ok", summary.ok)
+      .add("failed", summary.failed)
+      .add("elapsed_ms", static_cast<std::int64_t>(summary.elapsed.count()))
+      .add("throttled_ms", static_cast<std::int64_t>(summary.throttled.count()));
+}
+
+core::awaitable<http_response> http_api::fetch(const http_request& req, const route_match& match) {
+  query_reader(match.query).finish();
+  require_json_body(req);
+  fetch_batch_request parsed = parse_fetch_batch(parse_json_body(req.body), limits_.fetch);
+  const std::size_t count = parsed.batch.requests.size();
+
+  if (parsed.async) {
+    core::job_spec spec;
+    spec.params = core::fetch_batch_params(std::move(parsed.batch));
+    const core::submission submitted = co_await engine_.submit(std::move(spec));
+    fetch_metrics_.batch_started(batch_mode::async);  // admitted
+    co_return job_accepted(submitted);
+  }
+
+  if (wants_ndjson(req)) {
+    fetch_metrics_.batch_started(batch_mode::stream);
+    auto batch = std::make_shared<core::fetch::batch_params>(std::move(parsed.batch));
+    http_response res;
+    res.content_type = "application/x-ndjson";
+    res.stream = [this, batch, count, id = req.request_id](body_writer& out) -> core::awaitable<void> {
+      using namespace net::experimental::awaitable_operators;
+      // Lines go from the batch to the writer through a channel that can hold every line, so
+      // the batch never waits for the client; a client that leaves cancels the batch.
+      net::experimental::channel<void(boost::system::error_code, std::string)> lines(
+          co_await net::this_coro::executor, count + 2);
+      auto progress = [&lines](std::size_t index, const core::fetch::fetch_result& r) {
+        lines.try_send(boost::system::error_code{},
+                       core::fetch::to_json(r, index).dump(-1, ' ', false,
+                                                           nlohmann::json::error_handler_t::replace) +
+                           "\n");
+      };
+      auto produce = [&]() -> core::awaitable<void> {
+        auto outcome = co_await core::fetch::run_batch(fetcher_, std::move(*batch), progress);
+        record_fetch_batch(outcome.summary, count, batch_mode::stream, id);
+        lines.try_send(boost::system::error_code{}, summary_line(outcome.summary));
+        lines.try_send(boost::system::error_code{}, std::string{});  // the end
+      };
+      auto consume = [&]() -> core::awaitable<void> {
+        for (;;) {
+          auto [ec, line] = co_await lines.async_receive(net::as_tuple(net::use_awaitable));
+          if (ec || line.empty()) co_return;
+          if (!co_await out.write(std::move(line))) {  // the client is gone: stop the batch
+            throw boost::system::system_error(net::error::operation_aborted);
+          }
+        }
+      };
+      co_await (produce() && consume());
+    };
+    co_return res;
+  }
+
+  fetch_metrics_.batch_started(batch_mode::json);
+  const core::fetch::batch_outcome outcome =
+      co_await core::fetch::run_batch(fetcher_, std::move(parsed.batch));
+  record_fetch_batch(outcome.summary, count, batch_mode::json, req.request_id);
+  http_response res;
+  res.body = core::fetch::to_json(outcome).dump(-1, ' ', false,
+                                                nlohmann::json::error_handler_t::replace);
+  co_return res;
+}
+
+}  // namespace gatherd::service
