@@ -15,8 +15,9 @@
 #     (deploy/compose.ci.yml: the official images cannot be pulled here; Grafana is left out),
 #     brought up by docker-compose against a private podman socket;
 #   - the image's HEALTHCHECK passes, gatherd runs as non-root and reaches the upstream by name;
-#   - a job submitted through the published port, and Prometheus in the stack reporting
-#     up{job="gatherd"} == 1, the job counter and the loaded alert rules;
+#   - a job and a fetch batch (to the upstream, by service name) through the published port, and
+#     Prometheus in the stack reporting up{job="gatherd"} == 1, the job and fetch counters, the
+#     configured limits and the loaded alert rules;
 #   - `docker-compose stop`: gatherd drains and exits 0.
 # Idempotent: it removes what a previous interrupted run left (same compose project name) and
 # leaves no container, volume, network or process behind. Images are kept as the build cache:
@@ -205,11 +206,26 @@ container_check() {
   grep -q '"state":"succeeded"' <<<"$job" || { echo "job: $job" >&2; return 1; }
   echo "job $id succeeded"
 
+  step "a fetch batch through the published port to the upstream in the stack"
+  local fetch
+  fetch=$(curl -fsS "$gatherd/v1/fetch" -H 'Content-Type: application/json' \
+    -d '{"requests":["http://upstream/json","http://upstream/status/404"]}')
+  /usr/bin/python3 -c '
+import json, sys
+doc = json.loads(sys.argv[1])
+got = [r["status"] for r in doc["results"]]
+assert got == [200, 404] and "hello from upstream" in doc["results"][0]["body"], doc
+print("fetch: statuses %s, GATHERD_FETCH_ALLOW_HOSTS lets gatherd reach upstream by name" % got)
+' "$fetch" || { echo "fetch: $fetch" >&2; return 1; }
+
   step "Prometheus in the stack (scrape interval 15s)"
   wait_until 120 'up{job="gatherd"} == 1' prom_at_least 'up{job="gatherd"}' 1
   wait_until 120 "gatherd_jobs_submitted_total > 0" prom_at_least 'sum(gatherd_jobs_submitted_total{job="gatherd"})' 1
+  wait_until 60 "gatherd_fetch_requests_total >= 2" prom_at_least 'sum(gatherd_fetch_requests_total{job="gatherd"})' 2
   echo "up{job=\"gatherd\"} = $(prom_value 'up{job="gatherd"}')," \
-    "jobs submitted = $(prom_value 'sum(gatherd_jobs_submitted_total{job="gatherd"})')"
+    "jobs submitted = $(prom_value 'sum(gatherd_jobs_submitted_total{job="gatherd"})')," \
+    "fetch attempts = $(prom_value 'sum(gatherd_fetch_requests_total{job="gatherd"})')," \
+    "max_queued = $(prom_value 'gatherd_limit{job="gatherd",name="max_queued"}')"
   local rules
   rules=$(curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/rules" | /usr/bin/python3 -c '
 import json, sys

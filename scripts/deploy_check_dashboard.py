@@ -5,14 +5,18 @@ against a real Prometheus that scraped a real gatherd under load.
 1. The dashboard JSON parses, panel ids are unique, and every panel and target uses the
    datasource uid that deploy/grafana/provisioning/datasources/ provisions.
 2. gatherd (GATHERD_BIN, default build/release/service/gatherd) starts on a free port with small
-   admission limits so that a 429 is cheap; every metric named by the dashboard or the rules must
-   be on its /metrics.
+   admission limits so that a 429 is cheap, and fetch allowed to reach 127.0.0.1 (by name:
+   --fetch-allow-host 127.0.0.1) but not `localhost`, so that the egress guard has something to
+   refuse; every metric named by the dashboard or the rules must be on its /metrics. A local
+   HTTP/1.1 upstream (http.server, in this process) answers the fetches.
 3. Prometheus (Debian's /usr/bin/prometheus) scrapes it every second and evaluates
    deploy/prometheus/alerts.yml every second.
 4. Load: jobs of both kinds in every terminal state, retries, a batch, a list, a cancel, 404 and
    400 answers, 429 queue_full, gathers that complete and time out, and a WebSocket session
    (submit, watch, gather, an invalid message, a client close), and named primitives (a lock, a
-   semaphore lease that expires, a queue).
+   semaphore lease that expires, a queue), the admission queue held full for a scrape, and
+   fetch batches (json and streamed) to the upstream: 2xx, 4xx and 5xx answers, a retried 503, a
+   connect error (a closed port), an egress refusal, keep-alive reuse and rate-limit waits.
 5. Every query of every panel (and the template variable's) is run as a range query over the
    load with $instance = the gatherd instance and $__rate_interval = 5s: it must succeed without
    warnings and return at least one non-NaN sample, and the panels listed in EXPECT_NONZERO must
@@ -20,7 +24,7 @@ against a real Prometheus that scraped a real gatherd under load.
 6. gatherd stops on SIGTERM with exit status 0.
 
 Panels that may legitimately show no data: none under this load. In production, the latency,
-queue-wait, job and gather duration quantiles and the ratio panels show no data for a window
+queue-wait, job, gather and fetch attempt duration quantiles and the ratio panels show no data for a window
 without traffic of their kind (a quantile or a ratio of zero rates is NaN); counters and gauges
 always have data because gatherd exports every label value from the start.
 
@@ -38,10 +42,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
@@ -56,7 +62,8 @@ RATE_INTERVAL_S = 5  # Grafana's $__rate_interval is at least 4 scrape intervals
 RATE_INTERVAL = f"{RATE_INTERVAL_S}s"
 LOAD_ROUNDS = 3
 
-# Panel title -> label values whose series must exceed zero somewhere in the load window.
+# Panel title -> label values whose series must exceed zero somewhere in the load window
+# ("{instance}" stands for the gatherd instance, for legends that name it).
 EXPECT_NONZERO = {
     "Jobs finished by state": {"succeeded", "failed", "cancelled", "timed_out"},
     "Jobs submitted by kind": {"sleep", "compute", "sleep retries"},
@@ -65,8 +72,19 @@ EXPECT_NONZERO = {
     "Gathers by outcome": {"completed", "timed_out"},
     "WebSocket messages": {"in submit", "in watch", "in gather", "in invalid", "out reply",
                            "out job", "out gather", "out gather_done", "out error"},
+    "WebSocket connections": {"accepted / s"},
     "WebSocket closes by reason": {"client"},
     "Lease expiries": {"expired / s"},
+    "Queue saturation": {"queued {instance}", "run slots {instance}"},
+    "Limits in use": {"connections {instance}", "retained jobs {instance}",
+                      "fetch connections {instance}"},
+    "Fetch requests by outcome": {"2xx", "4xx", "5xx", "connect", "fetch_denied"},
+    "Fetch attempt duration": {"p50", "p95", "p99"},
+    "Fetch batches by mode": {"json", "stream"},
+    "Fetch retries": {"retries / s"},
+    "Fetch rate-limit waits": {"throttled"},
+    "Fetch connections": {"open", "opened / s", "reused / s"},
+    "Fetch egress denied": {"denied / s"},
 }
 
 
@@ -220,6 +238,7 @@ def start_gatherd(tmp):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATHERD_")}
     g = Proc("gatherd", [GATHERD_BIN, "--host", "127.0.0.1", "--port", "0",
                          "--max-running", "4", "--max-queued", "4",
+                         "--fetch-allow-host", "127.0.0.1",
                          "--shutdown-grace-ms", "500", "--log-level", "warn"], tmp, env)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -285,8 +304,82 @@ def wait_for(what, predicate, timeout, proc):
     fail(f"timed out waiting for {what}:\n{proc.tail()}")
 
 
+class Upstream:
+    """The fetch load's upstream: HTTP/1.1 keep-alive on 127.0.0.1; /ok answers 200,
+    /status/<code> that status, /delay/<ms> 200 after <ms> milliseconds."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            parts = self.path.split("?")[0].strip("/").split("/")
+            code = 200
+            if parts[0] == "status" and len(parts) > 1:
+                code = int(parts[1])
+            elif parts[0] == "delay" and len(parts) > 1:
+                time.sleep(int(parts[1]) / 1000)
+            body = json.dumps({"path": self.path, "status": code}).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    def __init__(self):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path, host="127.0.0.1"):
+        return f"http://{host}:{self.port}{path}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 # --------------------------------------------------------------------------- 4. load
-def generate_load(base):
+def fetch_load(base, up, closed_port):
+    """POST /v1/fetch batches to the upstream: every panel of the Fetch row gets data."""
+    def batch(body, headers=None):
+        status, doc = http("POST", f"{base}/v1/fetch", body, headers, timeout=30)
+        if status != 200:
+            fail(f"POST /v1/fetch {body} -> {status} {doc}")
+        return doc
+
+    # One connection at a time: the /ok requests reuse a keep-alive connection. The 404 is an
+    # answer, the closed port a connect error, `localhost` refused by the egress guard (only
+    # 127.0.0.1 is allowed), and nothing of that is retried without a retry policy.
+    doc = batch({"requests": [up.url("/ok")] * 4 + [up.url("/delay/30"), up.url("/status/404"),
+                 f"http://127.0.0.1:{closed_port}/", up.url("/ok", "localhost")],
+                 "concurrency": 1})
+    got = [(r["status"], (r["error"] or {}).get("type")) for r in doc["results"]]
+    want = [(200, None)] * 5 + [(404, None), (None, "connect"), (None, "fetch_denied")]
+    if got != want:
+        fail(f"fetch batch: {got}, expected {want}")
+    # A 503 retried once, and still 503 (a status, not an error, once the attempts are used up).
+    doc = batch({"requests": [up.url("/status/503")],
+                 "retry": {"max_attempts": 2, "initial_backoff_ms": 10, "jitter": False}})
+    r = doc["results"][0]
+    if (r["status"], r["attempts"]) != (503, 2):
+        fail(f"fetch with retry: {r}")
+    # Streamed (NDJSON), rate-limited: 10 requests at 20/s wait for their tokens.
+    _, text = http("POST", f"{base}/v1/fetch",
+                   {"requests": [up.url("/ok")] * 10, "concurrency": 4,
+                    "rate": {"per_second": 20, "burst": 1}},
+                   {"Accept": "application/x-ndjson"}, timeout=30)
+    lines = [json.loads(line) for line in str(text).splitlines() if line.strip()]
+    summary = lines[-1].get("summary") if lines else None
+    if len(lines) != 11 or not summary or summary.get("ok") != 10 or not summary["throttled_ms"]:
+        fail(f"streamed fetch batch: {text!r}"[:1000])
+
+
+def generate_load(base, up, closed_port):
     def job(spec, expect=202):
         status, body = http("POST", f"{base}/v1/jobs", spec)
         if status != expect:
@@ -334,6 +427,7 @@ def generate_load(base):
         fail(f"gather with timeout -> {status} {body}")
     asyncio.run(websocket_session(base.replace("http://", "ws://") + "/v1/ws"))
     primitives(base)
+    fetch_load(base, up, closed_port)
     # Admission control: 4 run slots and 4 queue places; the ninth long job gets 429 queue_full.
     ids, codes = [], []
     for _ in range(10):
@@ -344,6 +438,7 @@ def generate_load(base):
             ids.append(body["id"])
     if 429 not in codes:
         fail(f"no 429 from a full queue: {codes}")
+    time.sleep(1.5)  # a scrape (every second) sees the queue and the run slots full
     for i in ids:
         http("POST", f"{base}/v1/jobs/{i}/cancel", {})
     for i in ids:
@@ -449,7 +544,7 @@ def check_queries(prom, dashboard, instance, start, end):
         if i < len(targets):  # the All pass repeats the same queries: not logged again
             log(f"ok  {title:28} {len(result):2} series  {raw_short(expr)}")
     for title, want in EXPECT_NONZERO.items():
-        missing = want - nonzero.get(title, set())
+        missing = {w.format(instance=instance) for w in want} - nonzero.get(title, set())
         if missing:
             failures.append(f"{title}: never above zero: {sorted(missing)} "
                             f"(saw {sorted(nonzero.get(title, set()))})")
@@ -476,6 +571,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="gatherd-deploy-check-") as tmp:
         gatherd, port = start_gatherd(tmp)
         prom = None
+        up = Upstream()
         try:
             base = f"http://127.0.0.1:{port}"
             prom, prom_url = start_prometheus(tmp, port)
@@ -486,10 +582,11 @@ def main():
             t0 = time.monotonic()
             # Rounds a few scrapes apart: a series that gatherd creates on first use (a route, a
             # status code) starts at its first scraped value, so only later rounds show as a rate.
+            closed_port = free_port()  # nothing listens there: a connect error
             for i in range(LOAD_ROUNDS):
                 if i:
                     time.sleep(2)
-                generate_load(base)
+                generate_load(base, up, closed_port)
             log(f"{LOAD_ROUNDS} rounds of load in {time.monotonic() - t0:.1f}s")
             check_metric_names(base, dashboard)
             # Scrapes after the load, and the recording rules evaluated on them.
@@ -508,6 +605,7 @@ def main():
             if prom:
                 prom.stop()
             code = gatherd.stop()
+            up.close()
         if code != 0:
             fail(f"gatherd exited with {code} on SIGTERM:\n{gatherd.tail()}")
         log("gatherd exited 0 on SIGTERM")
