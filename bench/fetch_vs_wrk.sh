@@ -64,12 +64,12 @@ PY
 
 # run_batch FILE -> "ok elapsed_ms wall_ms" of one POST /v1/fetch
 run_batch() {
-    local started ended answer
+    local started ended
     started=$(date +%s%N)
-    answer=$(curl -sS -X POST -H 'Content-Type: application/json' --data-binary "@$1" "$API")
+    curl -sS -X POST -H 'Content-Type: application/json' --data-binary "@$1" "$API" >"$WORKDIR/answer.json"
     ended=$(date +%s%N)
-    python3 -c 'import json,sys; s=json.loads(sys.argv[1])["summary"]; print(s["ok"], s["elapsed_ms"], sys.argv[2])' \
-        "$answer" "$(((ended - started) / 1000000))"
+    python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print(s["ok"], s["elapsed_ms"], sys.argv[2])' \
+        "$WORKDIR/answer.json" "$(((ended - started) / 1000000))"
 }
 
 batch_body "$N" "$CONNS" >"$WORKDIR/batch.json"

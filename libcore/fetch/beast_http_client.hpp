@@ -30,7 +30,8 @@ struct http_client_config {
   std::string user_agent = "gatherd";
 };
 
-// Sockets, timers and the idle sweep run on `io` (which must outlive every request; the client
+// Each request runs on a strand of its caller's executor, and new connections live there; the
+// idle sweep runs on `io`. Every io_context involved must outlive the requests (the client
 // itself may be destroyed before or after `io` stops). The sweep timer is armed only while idle
 // connections exist, so it holds io_context::run() for about idle_timeout at most. Destroying
 // the client closes the idle connections and ends the requests waiting for a connection with
