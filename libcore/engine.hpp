@@ -91,6 +91,10 @@ class engine {
   awaitable<job_outcome> run_attempts(record_ptr job);
   awaitable<json> run_attempt(record_ptr job, int attempt);
   awaitable<json> run_kind(const job_params& params, int attempt);
+  // The fast path of a plain sleep (engine_plain_sleep.cpp): a timer and a completion handler.
+  static bool is_plain_sleep(const job_spec& spec);
+  void start_plain_sleep(record_ptr job);
+  void plain_sleep_done(const record_ptr& job, boost::system::error_code ec);
   void mark_running(job_record& job);
   void request_cancel(job_record& job, std::string reason);
   void finish(job_record& job, job_outcome outcome);

@@ -30,6 +30,9 @@ struct job_run {
   std::string cancel_reason;  // the first reason given wins
   steady_clock::time_point admitted_at;
   std::vector<std::weak_ptr<completion_listener>> listeners;
+  // A plain sleep runs without a coroutine (engine_plain_sleep.cpp): its timer, cancelled to
+  // cancel the job. Empty for other jobs, and for plain sleeps of 0 ms.
+  std::optional<net::steady_timer> sleep_timer;
 };
 
 struct job_record {
