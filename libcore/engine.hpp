@@ -6,7 +6,7 @@
 #include <atomic>
 #include <memory>
 #include <random>
-#include <unordered_set>
+#include <boost/unordered/unordered_flat_set.hpp>
 #include <vector>
 
 #include "libcore/admission.hpp"
@@ -109,7 +109,7 @@ class engine {
   admission admission_;
   job_registry registry_;
   worker_pool pool_;
-  std::unordered_set<job_record*> unfinished_;  // jobs whose coroutine has not ended
+  boost::unordered_flat_set<job_record*> unfinished_;  // jobs whose coroutine has not ended
   notifier idle_;                               // woken as job coroutines end
   net::steady_timer sweep_timer_;
   std::mt19937_64 rng_;
