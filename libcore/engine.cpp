@@ -56,6 +56,7 @@ engine::engine(executor io, engine_config config, engine_observer* observer)
       registry_(config.max_retained),
       pool_(config.compute_threads),
       sweep_timer_(strand_),
+      sleep_timer_(strand_),
       rng_(std::random_device{}()) {}
 
 engine::~engine() = default;
@@ -321,7 +322,7 @@ void engine::request_cancel(job_record& job, std::string reason) {
   if (!run.cancel_emitted) {
     run.cancel_emitted = true;
     run.cancel.emit(net::cancellation_type::terminal);
-    if (run.sleep_timer) run.sleep_timer->cancel();
+    if (run.sleeping) cancel_plain_sleep(run);
   }
 }
 
@@ -395,6 +396,8 @@ awaitable<void> engine::do_shutdown(millis grace) {
   while (!unfinished_.empty()) {
     co_await idle_.wait_until(steady_clock::now() + std::chrono::seconds(1));
   }
+  sleep_timer_.cancel();
+  sleep_timer_for_.reset();
 }
 
 awaitable<void> engine::sweep() {

@@ -37,7 +37,9 @@ json sleep_result(const sleep_params& params, int attempt) {
   }
   if (params.fail) throw job_failure("failed", *params.fail);
   if (params.result) return *params.result;
-  return json{{"slept_ms", params.duration.count()}};
+  json result = json::object();  // (cheaper than an initializer list: one per finished sleep)
+  result["slept_ms"] = params.duration.count();
+  return result;
 }
 
 }  // namespace gatherd::core
