@@ -6,11 +6,12 @@
 namespace gatherd::core {
 
 std::unique_ptr<admission::ticket> admission::admit(executor ex) {
-  auto t = std::make_unique<ticket>(std::move(ex));
+  auto t = std::make_unique<ticket>();
   if (running_ < max_running_) {
     ++running_;
     t->granted_ = true;
   } else {
+    t->wakeup_.emplace(std::move(ex), steady_clock::time_point::max());
     t->queued_ = true;
     t->position_ = queue_.insert(queue_.end(), t.get());
   }
@@ -19,7 +20,7 @@ std::unique_ptr<admission::ticket> admission::admit(executor ex) {
 
 awaitable<void> admission::wait(ticket& t) {
   if (!t.granted_) {
-    if (t.queued_) co_await t.wakeup_.async_wait(net::as_tuple(net::use_awaitable));
+    if (t.queued_) co_await t.wakeup_->async_wait(net::as_tuple(net::use_awaitable));
     if (!t.granted_) {
       withdraw(t);  // cancelled while queued
       throw boost::system::system_error(net::error::operation_aborted);
@@ -31,7 +32,7 @@ void admission::withdraw(ticket& t) {
   if (!t.queued_) return;
   queue_.erase(t.position_);
   t.queued_ = false;
-  t.wakeup_.cancel();
+  t.wakeup_->cancel();
 }
 
 void admission::release(ticket& t) {
@@ -45,7 +46,7 @@ void admission::release(ticket& t) {
   queue_.pop_front();
   next->queued_ = false;
   next->granted_ = true;
-  next->wakeup_.cancel();
+  next->wakeup_->cancel();
 }
 
 }  // namespace gatherd::core

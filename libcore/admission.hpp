@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <list>
 #include <memory>
+#include <optional>
 
 #include "libcore/asio.hpp"
 #include "libcore/clock.hpp"
@@ -17,12 +18,12 @@ class admission {
  public:
   class ticket {
    public:
-    explicit ticket(executor ex) : wakeup_(std::move(ex), steady_clock::time_point::max()) {}
     bool granted() const { return granted_; }
 
    private:
     friend class admission;
-    net::steady_timer wakeup_;  // cancelled to wake the waiter
+    // Cancelled to wake the waiter; made only for a ticket that queues (most never do).
+    std::optional<net::steady_timer> wakeup_;
     bool granted_ = false;
     bool queued_ = false;
     std::list<ticket*>::iterator position_;

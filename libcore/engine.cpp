@@ -29,11 +29,6 @@ bool is_cancellation(const boost::system::system_error& e) {
   return e.code() == net::error::operation_aborted;
 }
 
-job_outcome cancelled_outcome(const std::string& reason = {}) {
-  return {job_state::cancelled, nullptr,
-          job_error{"cancelled", reason.empty() ? "the job was cancelled" : reason}};
-}
-
 // How a job body that ended with an exception ended.
 job_outcome outcome_of(std::exception_ptr error, const std::string& cancel_reason) {
   try {
@@ -64,6 +59,7 @@ engine::engine(executor io, engine_config config, engine_observer* observer,
       pool_(config.compute_threads),
       fetcher_(fetcher),
       sweep_timer_(strand_),
+      sleep_timer_(strand_),
       rng_(std::random_device{}()) {}
 
 engine::~engine() = default;
@@ -193,6 +189,10 @@ engine::record_ptr engine::create(job_spec spec) {
   if (job->run->ticket->granted()) mark_running(*job);
   update_gauges();
 
+  if (job->run->ticket->granted() && is_plain_sleep(job->run->spec)) {
+    start_plain_sleep(job);
+    return job;
+  }
   auto on_exit = [this, job](std::exception_ptr) {
     // co_spawn still holds the cancellation slot while this handler runs: drop the run state
     // (and its signal) only afterwards.
@@ -338,6 +338,7 @@ void engine::request_cancel(job_record& job, std::string reason) {
   if (!run.cancel_emitted) {
     run.cancel_emitted = true;
     run.cancel.emit(net::cancellation_type::terminal);
+    if (run.sleeping) cancel_plain_sleep(run);
   }
 }
 
@@ -411,6 +412,8 @@ awaitable<void> engine::do_shutdown(millis grace) {
   while (!unfinished_.empty()) {
     co_await idle_.wait_until(steady_clock::now() + std::chrono::seconds(1));
   }
+  sleep_timer_.cancel();
+  sleep_timer_for_.reset();
 }
 
 awaitable<void> engine::sweep() {

@@ -4,9 +4,10 @@
 #pragma once
 
 #include <atomic>
+#include <boost/unordered/unordered_flat_set.hpp>
 #include <memory>
+#include <optional>
 #include <random>
-#include <unordered_set>
 #include <vector>
 
 #include "libcore/admission.hpp"
@@ -97,6 +98,13 @@ class engine {
   awaitable<job_outcome> run_attempts(record_ptr job);
   awaitable<json> run_attempt(record_ptr job, int attempt);
   awaitable<json> run_kind(const job_spec& spec, int attempt);
+  // The fast path of a plain sleep (engine_plain_sleep.cpp): a deadline in one queue, no coroutine.
+  static bool is_plain_sleep(const job_spec& spec);
+  void start_plain_sleep(record_ptr job);
+  void cancel_plain_sleep(job_run& run);
+  void plain_sleep_done(const record_ptr& job, boost::system::error_code ec);
+  void arm_sleep_timer();
+  void wake_sleepers();
   void mark_running(job_record& job);
   void request_cancel(job_record& job, std::string reason);
   void finish(job_record& job, job_outcome outcome);
@@ -112,9 +120,12 @@ class engine {
   job_registry registry_;
   worker_pool pool_;
   fetch::fetcher* fetcher_;
-  std::unordered_set<job_record*> unfinished_;  // jobs whose coroutine has not ended
+  boost::unordered_flat_set<job_record*> unfinished_;  // jobs whose coroutine has not ended
   notifier idle_;                               // woken as job coroutines end
   net::steady_timer sweep_timer_;
+  sleep_queue sleeping_;           // plain sleeps by deadline
+  net::steady_timer sleep_timer_;  // armed for the first deadline of sleeping_
+  std::optional<steady_clock::time_point> sleep_timer_for_;  // the deadline it is armed for
   std::mt19937_64 rng_;
   std::uint64_t next_seq_ = 1;
   std::size_t n_queued_ = 0;

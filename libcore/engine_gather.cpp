@@ -2,7 +2,8 @@
 // completions until the return condition, the failure rule or the timeout ends the wait.
 #include <algorithm>
 #include <boost/asio/this_coro.hpp>
-#include <unordered_map>
+#include <boost/unordered/unordered_flat_map.hpp>
+#include <utility>
 
 #include "libcore/engine.hpp"
 
@@ -33,9 +34,14 @@ class gather_state : public completion_listener {
       : jobs_(std::move(jobs)),
         options_(options),
         progress_(std::move(progress)),
-        is_done_(jobs_.size(), false) {
+        is_done_(jobs_.size(), false),
+        next_same_(jobs_.size(), none) {
     done_.reserve(jobs_.size());
-    for (std::size_t i = 0; i < jobs_.size(); ++i) indices_[jobs_[i].get()].push_back(i);
+    indices_.reserve(jobs_.size());
+    for (std::size_t i = 0; i < jobs_.size(); ++i) {
+      auto [it, inserted] = indices_.try_emplace(jobs_[i].get(), i, i);
+      if (!inserted) next_same_[std::exchange(it->second.second, i)] = i;
+    }
   }
 
   // Jobs already final count as done at once, in the order they finished.
@@ -53,7 +59,7 @@ class gather_state : public completion_listener {
   void job_finished(const job_record& job) override {
     auto it = indices_.find(&job);
     if (it == indices_.end()) return;
-    for (std::size_t i : it->second) mark(i);
+    for (std::size_t i = it->second.first; i != none; i = next_same_[i]) mark(i);
     if (may_end_wait()) wake.notify_all();
   }
 
@@ -83,8 +89,12 @@ class gather_state : public completion_listener {
   std::vector<job_registry::record_ptr> jobs_;
   gather_options options_;
   gather_progress progress_;
-  std::unordered_map<const job_record*, std::vector<std::size_t>> indices_;
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  // A job may be listed more than once: its first and last index, and for each index the
+  // next one of the same job (or none).
+  boost::unordered_flat_map<const job_record*, std::pair<std::size_t, std::size_t>> indices_;
   std::vector<bool> is_done_;
+  std::vector<std::size_t> next_same_;
   std::vector<std::size_t> done_;
   std::size_t failures_ = 0;
 };

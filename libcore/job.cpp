@@ -21,6 +21,11 @@ std::optional<job_state> parse_job_state(std::string_view s) {
   return std::nullopt;
 }
 
+job_outcome cancelled_outcome(const std::string& reason) {
+  return {job_state::cancelled, nullptr,
+          job_error{"cancelled", reason.empty() ? "the job was cancelled" : reason}};
+}
+
 std::string_view to_string(job_kind k) {
   return kind_names[static_cast<std::size_t>(k)];
 }

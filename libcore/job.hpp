@@ -109,6 +109,9 @@ struct job_outcome {
   std::optional<job_error> error;
 };
 
+// A cancelled job's outcome; `reason` (the first one given) becomes the error message.
+job_outcome cancelled_outcome(const std::string& reason = {});
+
 struct job_snapshot {
   job_id id;
   std::uint64_t seq = 0;

@@ -21,6 +21,7 @@ struct job_id {
 };
 
 struct job_id_hash {
+  using is_avalanching = void;  // tells boost::unordered_flat_map not to mix the bits again
   std::size_t operator()(const job_id& id) const noexcept {
     std::size_t h;  // the bytes are uniformly random already
     std::memcpy(&h, id.bytes.data(), sizeof h);

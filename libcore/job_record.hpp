@@ -4,7 +4,9 @@
 #pragma once
 
 #include <boost/asio/cancellation_signal.hpp>
+#include <map>
 #include <memory>
+#include <optional>
 
 #include "libcore/admission.hpp"
 #include "libcore/job.hpp"
@@ -13,6 +15,9 @@
 namespace gatherd::core {
 
 struct job_record;
+
+// Plain sleeps by deadline (engine_plain_sleep.cpp): one timer for all of them.
+using sleep_queue = std::multimap<steady_clock::time_point, std::shared_ptr<job_record>>;
 
 // Told when a job reaches its terminal state (gathers, and later watchers). Held weakly by the
 // job: a listener that is gone by then is skipped.
@@ -30,6 +35,9 @@ struct job_run {
   std::string cancel_reason;  // the first reason given wins
   steady_clock::time_point admitted_at;
   std::vector<std::weak_ptr<completion_listener>> listeners;
+  // A plain sleep runs without a coroutine (engine_plain_sleep.cpp): its place in the engine's
+  // sleep queue while it waits. Empty for other jobs, and for plain sleeps of 0 ms.
+  std::optional<sleep_queue::iterator> sleeping;
 };
 
 struct job_record {

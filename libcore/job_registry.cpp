@@ -15,7 +15,7 @@ job_registry::record_ptr job_registry::find_by_key(const std::string& key) const
 }
 
 void job_registry::add(record_ptr job) {
-  by_seq_.emplace(job->seq, job.get());
+  by_seq_.emplace_hint(by_seq_.end(), job->seq, job.get());  // seq only grows
   if (!job->idempotency_key.empty()) by_key_[job->idempotency_key] = job.get();
   by_id_.emplace(job->id, std::move(job));
 }

@@ -3,6 +3,7 @@
 // Single-threaded: the engine calls it from its strand.
 #pragma once
 
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <deque>
 #include <map>
 #include <memory>
@@ -57,7 +58,7 @@ class job_registry {
 
   std::size_t max_retained_;
   std::size_t retained_ = 0;  // finished jobs kept
-  std::unordered_map<job_id, record_ptr, job_id_hash> by_id_;
+  boost::unordered_flat_map<job_id, record_ptr, job_id_hash> by_id_;  // open addressing
   std::map<std::uint64_t, job_record*> by_seq_;
   std::unordered_map<std::string, job_record*> by_key_;
   // Both indexes below are lazy: entries of jobs already removed are skipped when reached.

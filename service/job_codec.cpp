@@ -172,26 +172,35 @@ void append_padded(fmt::memory_buffer& out, unsigned value, int width) {
 
 }  // namespace
 
-// Written by hand (three per job, on every answer); calendar arithmetic from <chrono>.
+// Written by hand (three per job, on every answer); calendar arithmetic from <chrono>, done once
+// per second per thread: the jobs of one answer mostly share their second.
 void write_timestamp(fmt::memory_buffer& out, wall_clock::time_point t) {
   using namespace std::chrono;
   const auto ms = time_point_cast<milliseconds>(t);
-  const auto day = floor<days>(ms);
-  const year_month_day date{day};
-  const hh_mm_ss time{ms - day};
-  append_padded(out, static_cast<unsigned>(static_cast<int>(date.year())), 4);
-  out.push_back('-');
-  append_padded(out, static_cast<unsigned>(date.month()), 2);
-  out.push_back('-');
-  append_padded(out, static_cast<unsigned>(date.day()), 2);
-  out.push_back('T');
-  append_padded(out, static_cast<unsigned>(time.hours().count()), 2);
-  out.push_back(':');
-  append_padded(out, static_cast<unsigned>(time.minutes().count()), 2);
-  out.push_back(':');
-  append_padded(out, static_cast<unsigned>(time.seconds().count()), 2);
+  const auto second = floor<seconds>(ms);
+  thread_local seconds cached_second{-1};
+  thread_local fmt::memory_buffer cached_text;  // "YYYY-MM-DDTHH:MM:SS" of cached_second
+  if (second.time_since_epoch() != cached_second) {
+    const auto day = floor<days>(second);
+    const year_month_day date{day};
+    const hh_mm_ss time{second - day};
+    cached_text.clear();
+    append_padded(cached_text, static_cast<unsigned>(static_cast<int>(date.year())), 4);
+    cached_text.push_back('-');
+    append_padded(cached_text, static_cast<unsigned>(date.month()), 2);
+    cached_text.push_back('-');
+    append_padded(cached_text, static_cast<unsigned>(date.day()), 2);
+    cached_text.push_back('T');
+    append_padded(cached_text, static_cast<unsigned>(time.hours().count()), 2);
+    cached_text.push_back(':');
+    append_padded(cached_text, static_cast<unsigned>(time.minutes().count()), 2);
+    cached_text.push_back(':');
+    append_padded(cached_text, static_cast<unsigned>(time.seconds().count()), 2);
+    cached_second = second.time_since_epoch();
+  }
+  out.append(std::string_view(cached_text.data(), cached_text.size()));
   out.push_back('.');
-  append_padded(out, static_cast<unsigned>(time.subseconds().count()), 3);
+  append_padded(out, static_cast<unsigned>((ms - second).count()), 3);
   out.push_back('Z');
 }
 
@@ -210,6 +219,74 @@ void write_optional_timestamp(fmt::memory_buffer& out,
 
 void append(fmt::memory_buffer& out, std::string_view text) {
   out.append(text);
+}
+
+// Printable ASCII without quote or backslash: the same text for nlohmann and for us.
+bool is_plain(std::string_view s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
+// A job's result as nlohmann's dump() writes it (error_handler_t::replace), without a
+// temporary string for the common shapes: objects, arrays, integers, literals, plain strings.
+// Anything else (floats, escapes, non-ASCII) is left to nlohmann.
+void write_result(fmt::memory_buffer& out, const json& value) {
+  switch (value.type()) {
+    case json::value_t::null:
+      append(out, "null");
+      return;
+    case json::value_t::boolean:
+      append(out, value.get<bool>() ? "true" : "false");
+      return;
+    case json::value_t::number_integer:
+      append(out, fmt::format_int(value.get<std::int64_t>()).c_str());
+      return;
+    case json::value_t::number_unsigned:
+      append(out, fmt::format_int(value.get<std::uint64_t>()).c_str());
+      return;
+    case json::value_t::string:
+      if (const auto& s = value.get_ref<const std::string&>(); is_plain(s)) {
+        out.push_back('"');
+        append(out, s);
+        out.push_back('"');
+        return;
+      }
+      break;
+    case json::value_t::array: {
+      out.push_back('[');
+      bool first = true;
+      for (const json& item : value) {
+        if (!first) out.push_back(',');
+        first = false;
+        write_result(out, item);
+      }
+      out.push_back(']');
+      return;
+    }
+    case json::value_t::object: {
+      bool plain_keys = true;
+      for (auto it = value.begin(); it != value.end() && plain_keys; ++it)
+        plain_keys = is_plain(it.key());
+      if (!plain_keys) break;
+      out.push_back('{');
+      bool first = true;
+      for (auto it = value.begin(); it != value.end(); ++it) {
+        if (!first) out.push_back(',');
+        first = false;
+        out.push_back('"');
+        append(out, it.key());
+        append(out, "\":");
+        write_result(out, it.value());
+      }
+      out.push_back('}');
+      return;
+    }
+    default:
+      break;
+  }
+  append(out, value.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 }  // namespace
@@ -250,7 +327,7 @@ void write_job(fmt::memory_buffer& out, const job_snapshot& job) {
     append(out, "null");
   }
   append(out, ",\"result\":");
-  append(out, job.result.dump(-1, ' ', false, json::error_handler_t::replace));
+  write_result(out, job.result);
   append(out, ",\"error\":");
   if (job.error) {
     append(out, "{\"type\":");

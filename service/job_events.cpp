@@ -9,6 +9,7 @@ namespace {
 log::event transition(const core::job_record& job, log::level lvl = log::level::info,
                       std::string_view msg = "job.transition") {
   log::event e(lvl, msg);
+  if (!e.enabled()) return e;  // no id text to make (runs for every job transition)
   e.add("job_id", job.id.to_string())
       .add("kind", core::to_string(job.kind))
       .add("state", core::to_string(job.state))
@@ -21,9 +22,8 @@ log::event transition(const core::job_record& job, log::level lvl = log::level::
 void job_events::job_submitted(const core::job_record& job) {
   metrics_.job_submitted(job.kind);
   feed_.publish(job);
-  log::debug("job.submitted")
-      .add("job_id", job.id.to_string())
-      .add("kind", core::to_string(job.kind));
+  auto e = log::debug("job.submitted");
+  if (e.enabled()) e.add("job_id", job.id.to_string()).add("kind", core::to_string(job.kind));
 }
 
 void job_events::job_rejected(std::string_view reason, std::size_t count) {

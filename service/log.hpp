@@ -40,6 +40,8 @@ class event {
   }
   event& add(std::string_view key, double value);
   event& add(std::string_view key, bool value);
+  // False when the level is filtered out: callers may skip computing field values.
+  bool enabled() const { return enabled_; }
 
  private:
   void key(std::string_view k);

@@ -26,14 +26,20 @@ awaitable<json> run_sleep(const sleep_params& params, attempt_context ctx) {
     }
     throw boost::system::system_error(net::error::operation_aborted);
   }
-  if (ctx.attempt <= params.fail_attempts) {
-    throw job_failure("failed", "attempt " + std::to_string(ctx.attempt) +
+  co_return sleep_result(params, ctx.attempt);
+}
+
+json sleep_result(const sleep_params& params, int attempt) {
+  if (attempt <= params.fail_attempts) {
+    throw job_failure("failed", "attempt " + std::to_string(attempt) +
                                     " failed (fail_attempts " +
                                     std::to_string(params.fail_attempts) + ")");
   }
   if (params.fail) throw job_failure("failed", *params.fail);
-  if (params.result) co_return *params.result;
-  co_return json{{"slept_ms", params.duration.count()}};
+  if (params.result) return *params.result;
+  json result = json::object();  // (cheaper than an initializer list: one per finished sleep)
+  result["slept_ms"] = params.duration.count();
+  return result;
 }
 
 }  // namespace gatherd::core

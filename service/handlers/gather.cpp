@@ -210,6 +210,7 @@ core::awaitable<http_response> http_api::gather(const http_request& req, const r
   record_gather(result, count, req.request_id);
 
   fmt::memory_buffer out;
+  out.reserve(result.jobs.size() * 320 + 256);  // a job object is ~310 bytes: no regrowth
   out.append(std::string_view(R"({"jobs":[)"));
   for (std::size_t i = 0; i < result.jobs.size(); ++i) {
     if (i) out.push_back(',');
