@@ -56,4 +56,6 @@ echo
 run "$PYTHON" "$BENCH_DIR/ws_idle.py"
 echo
 run "$PYTHON" "$BENCH_DIR/lock_roundtrip.py"
+echo
+run "$BENCH_DIR/fetch_vs_wrk.sh"
 exit "$worst"
