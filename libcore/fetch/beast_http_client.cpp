@@ -432,8 +432,12 @@ awaitable<std::unique_ptr<connection>> open_connection(client_core& core, attemp
   }
 
   // On the request's own executor: the socket's I/O completes on the caller's thread.
-  auto c = std::make_unique<connection>(co_await net::this_coro::executor,
-                                        t.tls ? core.tls : nullptr, core.stats);
+  // No co_await or ?: inside the argument list: g++ 12 destroyed the shared_ptr temporary of
+  // such a full-expression twice (ASan: use-after-free of the ssl::context).
+  auto ex = co_await net::this_coro::executor;
+  std::shared_ptr<ssl::context> tls;
+  if (t.tls) tls = core.tls;
+  auto c = std::make_unique<connection>(ex, std::move(tls), core.stats);
   {
     abort_scope scope(st, [p = c.get()] { p->close(); });
     co_await connect(st, *c, decision.allowed);
@@ -611,7 +615,8 @@ class beast_http_client final : public http_client {
     // and watchdog are serialized: a batch's requests stay on the thread that runs the batch,
     // without a hop to another thread per request.
     auto core = core_;
-    auto strand = net::make_strand(co_await net::this_coro::executor);
+    auto caller = co_await net::this_coro::executor;
+    auto strand = net::make_strand(caller);
     http_response response =
         co_await net::co_spawn(strand, run_request(core, std::move(request)), net::use_awaitable);
     co_return response;
