@@ -28,10 +28,6 @@ core::return_when parse_return_when(const std::string& text) {
       "field 'return_when' must be one of all_completed, first_completed, first_exception");
 }
 
-bool wants_ndjson(std::string_view accept) {
-  return accept.find("application/x-ndjson") != std::string_view::npos;
-}
-
 void write_indices(fmt::memory_buffer& out, const std::vector<std::size_t>& indices) {
   out.push_back('[');
   for (std::size_t i = 0; i < indices.size(); ++i) {
@@ -178,7 +174,7 @@ core::awaitable<http_response> http_api::gather(const http_request& req, const r
   options.cancel_pending = r.boolean("cancel_pending").value_or(false);
   options.timeout = r.duration("timeout_ms", 86'400'000);
 
-  if (wants_ndjson(req.accept)) {
+  if (wants_ndjson(req)) {
     // as_completed: one job per line as each is done, then the summary. Refusals (404, 429,
     // ...) still come as problem documents: the head is written only once the gather started.
     const auto ex = co_await net::this_coro::executor;
