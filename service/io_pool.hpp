@@ -3,6 +3,7 @@
 // request that does not touch the engine never wakes another thread.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <atomic>
@@ -26,6 +27,13 @@ class io_pool {
   // Round-robin choice for the next connection or fetch (any thread).
   boost::asio::io_context& next() {
     return *contexts_[next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+  }
+
+  // One executor per thread.
+  std::vector<boost::asio::any_io_executor> executors() {
+    std::vector<boost::asio::any_io_executor> out;
+    for (auto& ctx : contexts_) out.push_back(ctx->get_executor());
+    return out;
   }
 
   // Runs every context, the first on the calling thread; returns when all have stopped.

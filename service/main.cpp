@@ -120,7 +120,7 @@ int main(int argc, char* argv[]) {
                                                            client_config(c));
     core::throttle host_limits(io.main().get_executor());
     core::fetch::fetcher fetcher(
-        *http_client, host_limits, fetch_settings(c), [&io] { return io.next().get_executor(); },
+        *http_client, host_limits, fetch_settings(c), io.executors(),
         &fetch_meter);
     job_feed feed;
     job_events events(meter, feed);

@@ -1,6 +1,8 @@
 // A fetch batch (POST /v1/fetch): up to `concurrency` requests in flight, each waiting for its
-// rate tokens and retried as asked; one failed URL never fails the batch. Runs on the caller's
-// executor (one thread), results in input order; `progress` hears each as it completes.
+// rate tokens and retried as asked; one failed URL never fails the batch. The workers are
+// spread in groups over the caller's executor and the fetcher's other I/O executors, so that a
+// batch is not bound by one thread's CPU; results come in input order. `progress` hears each
+// result as it completes, on the thread of the worker that finished it: it must be thread-safe.
 #pragma once
 
 #include <functional>

@@ -1,6 +1,7 @@
 #include "libcore/fetch/beast_http_client.hpp"
 
 #include <openssl/ssl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -31,6 +32,7 @@ using tcp = net::ip::tcp;
 using error_code = boost::system::error_code;
 
 constexpr std::uint32_t header_block_limit = 64 * 1024;
+constexpr std::size_t first_read_chunk = 4 * 1024;
 constexpr std::size_t read_chunk = 64 * 1024;
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -206,6 +208,23 @@ class connection {
   ~connection() { close(); }
 
   tcp::socket& socket() { return tls_ ? tls_->next_layer() : *plain_; }
+
+  // Moves an idle plain connection to the io_context of the request that reuses it, so that
+  // its I/O does not bounce between threads. A TLS stream stays where it was opened.
+  void rehome(const executor& io) {
+    if (!plain_ || &net::query(io, net::execution::context) ==
+                       &net::query(plain_->get_executor(), net::execution::context)) {
+      return;
+    }
+    error_code ec;
+    const auto protocol = plain_->local_endpoint(ec).protocol();
+    if (ec) return;
+    const auto handle = plain_->release(ec);
+    if (ec) return;
+    plain_.emplace(io);
+    plain_->assign(protocol, handle, ec);
+    if (ec) ::close(handle);  // plain_ stays closed: the exchange fails and is retried fresh
+  }
   ssl::stream<tcp::socket>* tls() { return tls_ ? &*tls_ : nullptr; }
   tcp::socket* plain() { return plain_ ? &*plain_ : nullptr; }
 
@@ -241,7 +260,7 @@ using pool_type = connection_pool<connection>;
 
 enum class expiry { none, timeout, connect };
 
-// Lives on the request's strand. A watchdog timer aborts the step in progress (closes the
+// Lives on the caller's executor. A watchdog timer aborts the step in progress (closes the
 // socket, cancels the DNS or pool wait) when the deadline passes: unlike per-operation
 // cancellation this also stops a DNS lookup and every layer of a TLS stream.
 struct attempt_state : std::enable_shared_from_this<attempt_state> {
@@ -487,11 +506,16 @@ awaitable<exchange_result> perform(Stream& stream, connection& c, attempt_state&
   }
 
   // Read at most cap + 1 bytes: the extra byte tells a body of exactly `cap` from a longer one.
+  // The buffer grows with the body (exactly once when its length is known): a fixed 64 KiB
+  // chunk per response cost a zero-filled allocation, and its page faults, per small answer.
   std::string& body = out.response.body;
   const std::size_t limit = cap == SIZE_MAX ? cap : cap + 1;
+  const auto length = parser.content_length();
   while (!parser.is_done()) {
     const std::size_t before = body.size();
-    const std::size_t room = std::min(read_chunk, limit - before);
+    const std::size_t want = length ? std::max<std::size_t>(*length - before, 1)
+                                    : std::clamp(before, first_read_chunk, read_chunk);
+    const std::size_t room = std::min({want, read_chunk, limit - before});
     body.resize(before + room);
     parser.get().body().data = body.data() + before;
     parser.get().body().size = room;
@@ -538,6 +562,10 @@ awaitable<http_response> exchange(std::shared_ptr<client_core> core,
       lease.attach(std::move(fresh));
     }
     connection& c = *lease.connection();
+    if (reused) {
+      const auto here = co_await net::this_coro::executor;
+      c.rehome(here);
+    }
     exchange_result result;
     {
       abort_scope scope(*st, [&c] { c.close(); });
@@ -611,15 +639,9 @@ class beast_http_client final : public http_client {
   }
 
   awaitable<http_response> send(http_request request) override {
-    // Each request runs on a strand of the caller's own io_context, where its socket, timers
-    // and watchdog are serialized: a batch's requests stay on the thread that runs the batch,
-    // without a hop to another thread per request.
-    auto core = core_;
-    auto caller = co_await net::this_coro::executor;
-    auto strand = net::make_strand(caller);
-    http_response response =
-        co_await net::co_spawn(strand, run_request(core, std::move(request)), net::use_awaitable);
-    co_return response;
+    // In the caller's coroutine, on its executor: the socket, the timers and the watchdog are
+    // serialized by it, and a request costs no spawn and no hop between threads.
+    return run_request(core_, std::move(request));
   }
 
   const http_client_stats& stats() const override { return *core_->stats; }

@@ -77,12 +77,14 @@ std::optional<origin_key> origin_of(std::string_view url) {
 }
 
 fetcher::fetcher(http_client& client, throttle& hosts, fetch_settings settings,
-                 std::function<executor()> io, fetch_observer* observer)
+                 std::vector<executor> io, fetch_observer* observer)
     : client_(client),
       hosts_(hosts),
       settings_(std::move(settings)),
       io_(std::move(io)),
-      observer_(observer ? observer : &null_observer_) {}
+      observer_(observer ? observer : &null_observer_) {
+  if (io_.empty()) throw std::invalid_argument("a fetcher needs at least one I/O executor");
+}
 
 std::optional<rate> fetcher::host_limit(const std::string& host,
                                         const std::string& host_port) const {
@@ -97,7 +99,9 @@ std::optional<rate> fetcher::host_limit(const std::string& host,
 
 awaitable<attempt_outcome> fetcher::attempt(http_request request, const batch_limit* batch) {
   attempt_outcome out;
-  const auto origin = origin_of(request.url);
+  // Without any limit in force the URL is left to the client to parse (once per attempt).
+  const bool limited = (batch && batch->limiter) || settings_.host_rate || !settings_.host_rates.empty();
+  const auto origin = limited ? origin_of(request.url) : std::nullopt;
   if (origin) {  // an unusable URL is the client's to report
     if (batch && batch->limiter) {
       // (the key in a local: g++ 12 destroys a temporary of a ?: inside co_await twice)

@@ -3,6 +3,7 @@
 // with backoff that honours Retry-After. Shared by every batch and fetch job of the process.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <random>
 #include <string_view>
@@ -52,9 +53,10 @@ std::optional<millis> retry_after(const header_list& headers);
 
 class fetcher {
  public:
-  // `io` gives the executor a fetch job's work moves to (off the engine strand).
-  fetcher(http_client& client, throttle& hosts, fetch_settings settings,
-          std::function<executor()> io, fetch_observer* observer = nullptr);
+  // `io`: the executors of the I/O threads (each one thread, or a strand). A fetch job's work
+  // moves to one of them (off the engine strand); a batch spreads its workers over all.
+  fetcher(http_client& client, throttle& hosts, fetch_settings settings, std::vector<executor> io,
+          fetch_observer* observer = nullptr);
 
   awaitable<attempt_outcome> attempt(http_request request, const batch_limit* batch = nullptr);
 
@@ -64,7 +66,10 @@ class fetcher {
       std::optional<steady_clock::time_point> deadline, const batch_limit* batch,
       std::mt19937_64& rng);
 
-  executor next_executor() { return io_(); }
+  executor next_executor() {
+    return io_[next_.fetch_add(1, std::memory_order_relaxed) % io_.size()];
+  }
+  const std::vector<executor>& executors() const { return io_; }
   fetch_observer& observer() { return *observer_; }
 
  private:
@@ -73,7 +78,8 @@ class fetcher {
   http_client& client_;
   throttle& hosts_;
   fetch_settings settings_;
-  std::function<executor()> io_;
+  std::vector<executor> io_;
+  std::atomic<std::size_t> next_{0};
   fetch_observer null_observer_;
   fetch_observer* observer_;
 };

@@ -72,8 +72,9 @@ class http_client {
   virtual ~http_client() = default;
   // Sends one request and reads its response (following up to max_redirects redirects).
   // Throws fetch_error; when cancelled, abandons (closes) the connection it was using and
-  // throws system_error(operation_aborted). Safe to call from any thread or executor,
-  // concurrently; the caller resumes on its own executor.
+  // throws system_error(operation_aborted). Safe to call from any thread, concurrently, from a
+  // coroutine whose executor runs one handler at a time (an io_context run by one thread, or a
+  // strand): the request's socket and timers use that executor.
   virtual awaitable<http_response> send(http_request request) = 0;
   virtual const http_client_stats& stats() const = 0;
 };

@@ -4,7 +4,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/system/system_error.hpp>
 
@@ -68,8 +68,10 @@ core::awaitable<http_response> http_api::fetch(const http_request& req, const ro
     res.stream = [this, batch, count, id = req.request_id](body_writer& out) -> core::awaitable<void> {
       using namespace net::experimental::awaitable_operators;
       // Lines go from the batch to the writer through a channel that can hold every line, so
-      // the batch never waits for the client; a client that leaves cancels the batch.
-      net::experimental::channel<void(boost::system::error_code, std::string)> lines(
+      // the batch never waits for the client; a client that leaves cancels the batch. The
+      // batch's workers run on several threads: the channel is the thread-safe kind, and each
+      // line is encoded on the thread that finished its request.
+      net::experimental::concurrent_channel<void(boost::system::error_code, std::string)> lines(
           co_await net::this_coro::executor, count + 2);
       auto progress = [&lines](std::size_t index, const core::fetch::fetch_result& r) {
         lines.try_send(boost::system::error_code{},
