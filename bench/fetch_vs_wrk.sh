@@ -62,14 +62,28 @@ print(json.dumps(body))
 PY
 }
 
-# run_batch FILE -> "ok elapsed_ms wall_ms" of one POST /v1/fetch
+# cpu_ticks PID -> user + system clock ticks of the process so far
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -n 1)
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+# run_batch FILE -> "ok elapsed_ms wall_ms gatherd_cpu_us nginx_cpu_us" of one POST /v1/fetch
+# (CPU: user + system of gatherd and of the nginx worker over the whole call, JSON included)
 run_batch() {
-    local started ended
+    local started ended g0 n0 g1 n1
+    # shellcheck disable=SC2153 # GATHERD_PID is set by start_gatherd (lib/gatherd.sh)
+    g0=$(cpu_ticks "$GATHERD_PID")
+    n0=$(cpu_ticks "$NGINX_WORKER")
     started=$(date +%s%N)
     curl -sS -X POST -H 'Content-Type: application/json' --data-binary "@$1" "$API" >"$WORKDIR/answer.json"
     ended=$(date +%s%N)
-    python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print(s["ok"], s["elapsed_ms"], sys.argv[2])' \
-        "$WORKDIR/answer.json" "$(((ended - started) / 1000000))"
+    g1=$(cpu_ticks "$GATHERD_PID")
+    n1=$(cpu_ticks "$NGINX_WORKER")
+    python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print(s["ok"], s["elapsed_ms"], *sys.argv[2:])' \
+        "$WORKDIR/answer.json" "$(((ended - started) / 1000000))" \
+        "$(((g1 - g0) * TICK_US))" "$(((n1 - n0) * TICK_US))"
 }
 
 batch_body "$N" "$CONNS" >"$WORKDIR/batch.json"
@@ -83,15 +97,15 @@ for ((round = 1; round <= ROUNDS; round++)); do
     wrk_rps=$(wrk -t1 -c"$CONNS" -d"$WRK_DURATION" "$TARGET" | awk '/^Requests\/sec:/ {print $2}')
     sleep 1
     echo "round $round: gatherd, $N URLs at concurrency $CONNS" >&2
-    read -r ok elapsed wall < <(run_batch "$WORKDIR/batch.json")
+    read -r ok elapsed wall gatherd_cpu nginx_cpu < <(run_batch "$WORKDIR/batch.json")
     [[ $ok == "$N" ]] || die "gatherd fetched only $ok of $N"
-    rows+=("$round $wrk_rps $N $elapsed $wall")
+    rows+=("$round $wrk_rps $N $elapsed $wall $gatherd_cpu $nginx_cpu")
     sleep 1
 done
 
 echo "limiter: $LIMIT_N requests at $LIMIT_RATE/s, burst 1" >&2
 batch_body "$LIMIT_N" "$CONNS" "$LIMIT_RATE" >"$WORKDIR/limit.json"
-read -r limit_ok limit_elapsed limit_wall < <(run_batch "$WORKDIR/limit.json")
+read -r limit_ok limit_elapsed _ _ _ < <(run_batch "$WORKDIR/limit.json")
 
 echo "## Fetch: gatherd vs wrk against one nginx, and the rate limiter"
 echo
@@ -99,19 +113,22 @@ echo "nginx \`return 200\` with one worker on loopback; $(nproc) cores shared by
     "and the client; nothing pinned. Binary \`${GATHERD_BIN#"$REPO_DIR"/}\`$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null | sed 's/^/ at commit /')."
 echo "Command: \`FETCH_CONNS=$CONNS FETCH_N=$N BENCH_ROUNDS=$ROUNDS bench/fetch_vs_wrk.sh\`."
 echo
-echo "| round | wrk -c$CONNS req/s | gatherd: URLs | server elapsed ms | gatherd fetches/s | ratio |"
-echo "|---|---|---|---|---|---|"
+echo "| round | wrk -c$CONNS req/s | gatherd: URLs | server elapsed ms | gatherd fetches/s | ratio | gatherd CPU us/URL | nginx CPU us/URL |"
+echo "|---|---|---|---|---|---|---|---|"
 python3 - "${rows[@]}" <<'PY'
 import statistics, sys
 ratios = []
 for row in sys.argv[1:]:
-    rnd, wrk, n, elapsed, wall = row.split()
+    rnd, wrk, n, elapsed, wall, gcpu, ncpu = row.split()
     rate = int(n) / (int(elapsed) / 1000)
     ratio = rate / float(wrk)
     ratios.append(ratio)
-    print(f"| {rnd} | {float(wrk):,.0f} | {int(n):,} | {int(elapsed):,} | {rate:,.0f} | {ratio:.2f}x |")
+    print(f"| {rnd} | {float(wrk):,.0f} | {int(n):,} | {int(elapsed):,} | {rate:,.0f} | {ratio:.2f}x "
+          f"| {int(gcpu) / int(n):.1f} | {int(ncpu) / int(n):.1f} |")
 print()
-print(f"Median ratio: **{statistics.median(ratios):.2f}x** wrk (target >= 0.5x).")
+print(f"Median ratio: **{statistics.median(ratios):.2f}x** wrk (target >= 0.5x). CPU columns: user + "
+      "system time of gatherd (all threads, request and answer JSON included) and of the nginx "
+      "worker over the whole `POST /v1/fetch`, from /proc, per URL.")
 PY
 python3 - "$limit_ok" "$LIMIT_N" "$limit_elapsed" "$LIMIT_RATE" <<'PY'
 import sys
