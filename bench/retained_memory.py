@@ -29,6 +29,7 @@ import time
 sys.dont_write_bytecode = True  # keep bench/lib free of __pycache__
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import benchlib  # noqa: E402
+from gatherd_proc import describe_exit  # noqa: E402
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
@@ -142,15 +143,6 @@ def count_listed(client, limit_s=120.0):
             return count, None
         if time.monotonic() - t0 > limit_s:
             return None, f"listing took over {limit_s:.0f}s (stopped at {count:,})"
-
-
-def describe_exit(rc):
-    if rc < 0:
-        try:
-            return f"killed by {signal.Signals(-rc).name}"
-        except ValueError:
-            return f"killed by signal {-rc}"
-    return f"status {rc}"
 
 
 def tail_log(path, n=20):

@@ -298,6 +298,16 @@ class WsTestCase(GatherdTestCase):
         c = await WsClient.connect(self, srv, **kwargs)
         return c
 
+    def run_with_client(self, srv, body, **kwargs):
+        """Runs `body(client)` on one WebSocket client of `srv`, closed whatever happens."""
+        async def main():
+            c = await self.client(srv, **kwargs)
+            try:
+                return await body(c)
+            finally:
+                await c.close()
+        return self.run_async(main)
+
     # -------------------------------------------------------------- REST helpers
     def metric(self, srv, name, **labels):
         return metric_value(srv.metrics(), name, **labels) or 0.0
@@ -367,45 +377,41 @@ class Submit(WsTestCase):
     def test_submit_reply_is_the_rest_answer(self):
         srv = self.start()
 
-        async def body():
-            c = await self.client(srv)
-            try:
-                spec = sleep_spec(100, labels={"tenant": "ws"})
-                reply = await c.request("submit", "s1", job=spec)
-                self.assertEqual(reply["status"], 202, reply)
-                job = reply["body"]
-                self.assertJobShape(job)
-                self.assertEqual(job["kind"], "sleep")
-                self.assertEqual(job["labels"], {"tenant": "ws"})
-                self.assertIn(job["state"], ("queued", "running"))
-                self.assertFalse(job["cancel_requested"])
-                # Same shape as the REST answer for the same spec.
-                status, _, rest_job = srv.json("POST", "/v1/jobs", spec)
-                self.assertEqual(status, 202, rest_job)
-                self.assertJobShape(rest_job)
-                self.assertEqual(set(job), set(rest_job))
-                for field in ("kind", "labels", "cancel_requested", "result",
-                              "error"):
-                    self.assertEqual(job[field], rest_job[field], field)
-                # REST sees the job the WS submitted.
-                got = srv.get_job(job["id"])
-                for field in ("id", "kind", "labels", "created_at", "cancel_requested"):
-                    self.assertEqual(got[field], job[field], field)
-                done = srv.wait_job(job["id"])
-                self.assertEqual(done["state"], "succeeded", done)
-                self.assertEqual(done["result"], {"slept_ms": 100})
-                # Integer refs are echoed verbatim, as integers.
-                reply = await c.request("submit", 7, job=sleep_spec(0))
-                self.assertEqual(reply["ref"], 7)
-                self.assertEqual(reply["status"], 202, reply)
-                ref = "r" * 128
-                reply = await c.request("submit", ref, job=sleep_spec(0))
-                self.assertEqual(reply["status"], 202, reply)
-                await c.silence(0.3, lambda m: m.get("type") == "reply",
-                                "second reply to one message")
-            finally:
-                await c.close()
-        self.run_async(body)
+        async def body(c):
+            spec = sleep_spec(100, labels={"tenant": "ws"})
+            reply = await c.request("submit", "s1", job=spec)
+            self.assertEqual(reply["status"], 202, reply)
+            job = reply["body"]
+            self.assertJobShape(job)
+            self.assertEqual(job["kind"], "sleep")
+            self.assertEqual(job["labels"], {"tenant": "ws"})
+            self.assertIn(job["state"], ("queued", "running"))
+            self.assertFalse(job["cancel_requested"])
+            # Same shape as the REST answer for the same spec.
+            status, _, rest_job = srv.json("POST", "/v1/jobs", spec)
+            self.assertEqual(status, 202, rest_job)
+            self.assertJobShape(rest_job)
+            self.assertEqual(set(job), set(rest_job))
+            for field in ("kind", "labels", "cancel_requested", "result",
+                          "error"):
+                self.assertEqual(job[field], rest_job[field], field)
+            # REST sees the job the WS submitted.
+            got = srv.get_job(job["id"])
+            for field in ("id", "kind", "labels", "created_at", "cancel_requested"):
+                self.assertEqual(got[field], job[field], field)
+            done = srv.wait_job(job["id"])
+            self.assertEqual(done["state"], "succeeded", done)
+            self.assertEqual(done["result"], {"slept_ms": 100})
+            # Integer refs are echoed verbatim, as integers.
+            reply = await c.request("submit", 7, job=sleep_spec(0))
+            self.assertEqual(reply["ref"], 7)
+            self.assertEqual(reply["status"], 202, reply)
+            ref = "r" * 128
+            reply = await c.request("submit", ref, job=sleep_spec(0))
+            self.assertEqual(reply["status"], 202, reply)
+            await c.silence(0.3, lambda m: m.get("type") == "reply",
+                            "second reply to one message")
+        self.run_with_client(srv, body)
 
     def test_invalid_spec_gets_the_rest_problem(self):
         srv = self.start()
@@ -422,63 +428,55 @@ class Submit(WsTestCase):
             ("not an object (null)", None),
         ]
 
-        async def body():
-            c = await self.client(srv)
-            try:
-                for i, (name, spec) in enumerate(cases):
-                    with self.subTest(case=name):
-                        reply = await c.request("submit", f"bad{i}", job=spec)
-                        rest = srv.json("POST", "/v1/jobs", json.dumps(spec).encode(),
-                                        {"Content-Type": "application/json"})
-                        self.assertEqual(rest[0], 400, f"REST: {rest}")
-                        self.assertReplyProblem(reply, 400, rest[2]["code"], name)
-                        self.assertSameProblem(reply, rest, name)
-                        if name == "unknown field":
-                            self.assertIn("timeout", reply["body"]["detail"])
-                # A submit without a job is a reply too (op and ref are valid).
-                reply = await c.request("submit", "nojob")
-                self.assertReplyProblem(reply, 400, "invalid_request", "submit without job")
-                # Unknown top-level fields are refused like REST's unknown fields.
-                reply = await c.request("submit", "extra", job=sleep_spec(1), jobb=1)
-                self.assertReplyProblem(reply, 400, "invalid_request", "unknown field")
-                self.assertIn("jobb", reply["body"]["detail"])
-                self.assertEqual(self.listing(srv), [], "an invalid submit admitted a job")
-                # The connection still works.
-                reply = await c.request("submit", "ok", job=sleep_spec(0))
-                self.assertEqual(reply["status"], 202, reply)
-            finally:
-                await c.close()
-        self.run_async(body)
+        async def body(c):
+            for i, (name, spec) in enumerate(cases):
+                with self.subTest(case=name):
+                    reply = await c.request("submit", f"bad{i}", job=spec)
+                    rest = srv.json("POST", "/v1/jobs", json.dumps(spec).encode(),
+                                    {"Content-Type": "application/json"})
+                    self.assertEqual(rest[0], 400, f"REST: {rest}")
+                    self.assertReplyProblem(reply, 400, rest[2]["code"], name)
+                    self.assertSameProblem(reply, rest, name)
+                    if name == "unknown field":
+                        self.assertIn("timeout", reply["body"]["detail"])
+            # A submit without a job is a reply too (op and ref are valid).
+            reply = await c.request("submit", "nojob")
+            self.assertReplyProblem(reply, 400, "invalid_request", "submit without job")
+            # Unknown top-level fields are refused like REST's unknown fields.
+            reply = await c.request("submit", "extra", job=sleep_spec(1), jobb=1)
+            self.assertReplyProblem(reply, 400, "invalid_request", "unknown field")
+            self.assertIn("jobb", reply["body"]["detail"])
+            self.assertEqual(self.listing(srv), [], "an invalid submit admitted a job")
+            # The connection still works.
+            reply = await c.request("submit", "ok", job=sleep_spec(0))
+            self.assertEqual(reply["status"], 202, reply)
+        self.run_with_client(srv, body)
 
     def test_idempotent_resubmission_matches_rest(self):
         srv = self.start()
         spec = {**sleep_spec(50), "idempotency_key": "ws-order-1"}
 
-        async def body():
-            c = await self.client(srv)
-            try:
-                first = await c.request("submit", "a", job=spec)
-                self.assertEqual(first["status"], 202, first)
-                again = await c.request("submit", "b", job=spec)
-                self.assertEqual(again["status"], 200, again)
-                self.assertEqual(again["body"]["id"], first["body"]["id"])
-                srv.wait_job(first["body"]["id"])
-                # Once the job is terminal its representation is stable: WS == REST exactly.
-                ws_replay = await c.request("submit", "c", job=spec)
-                rest = srv.json("POST", "/v1/jobs", spec)
-                self.assertEqual(rest[0], 200, rest)
-                self.assertEqual((ws_replay["status"], ws_replay["body"]), (rest[0], rest[2]))
-                self.assertEqual(ws_replay["body"]["state"], "succeeded")
-                # Same key, other spec: 409 like REST.
-                other = {**sleep_spec(51), "idempotency_key": "ws-order-1"}
-                conflict = await c.request("submit", "d", job=other)
-                rest = srv.json("POST", "/v1/jobs", other)
-                self.assertReplyProblem(conflict, 409, "idempotency_conflict")
-                self.assertSameProblem(conflict, rest)
-                self.assertEqual(len(self.listing(srv)), 1)
-            finally:
-                await c.close()
-        self.run_async(body)
+        async def body(c):
+            first = await c.request("submit", "a", job=spec)
+            self.assertEqual(first["status"], 202, first)
+            again = await c.request("submit", "b", job=spec)
+            self.assertEqual(again["status"], 200, again)
+            self.assertEqual(again["body"]["id"], first["body"]["id"])
+            srv.wait_job(first["body"]["id"])
+            # Once the job is terminal its representation is stable: WS == REST exactly.
+            ws_replay = await c.request("submit", "c", job=spec)
+            rest = srv.json("POST", "/v1/jobs", spec)
+            self.assertEqual(rest[0], 200, rest)
+            self.assertEqual((ws_replay["status"], ws_replay["body"]), (rest[0], rest[2]))
+            self.assertEqual(ws_replay["body"]["state"], "succeeded")
+            # Same key, other spec: 409 like REST.
+            other = {**sleep_spec(51), "idempotency_key": "ws-order-1"}
+            conflict = await c.request("submit", "d", job=other)
+            rest = srv.json("POST", "/v1/jobs", other)
+            self.assertReplyProblem(conflict, 409, "idempotency_conflict")
+            self.assertSameProblem(conflict, rest)
+            self.assertEqual(len(self.listing(srv)), 1)
+        self.run_with_client(srv, body)
 
     def test_queue_full_matches_rest(self):
         srv = self.start("--max-running", "1", "--max-queued", "1")
@@ -486,16 +484,12 @@ class Submit(WsTestCase):
         srv.wait_job(blocker["id"], "running")
         srv.submit(sleep_spec(10))
 
-        async def body():
-            c = await self.client(srv)
-            try:
-                reply = await c.request("submit", "q", job=sleep_spec(10))
-                rest = srv.json("POST", "/v1/jobs", sleep_spec(10))
-                self.assertReplyProblem(reply, 429, "queue_full")
-                self.assertSameProblem(reply, rest)
-            finally:
-                await c.close()
-        self.run_async(body)
+        async def body(c):
+            reply = await c.request("submit", "q", job=sleep_spec(10))
+            rest = srv.json("POST", "/v1/jobs", sleep_spec(10))
+            self.assertReplyProblem(reply, 429, "queue_full")
+            self.assertSameProblem(reply, rest)
+        self.run_with_client(srv, body)
 
 
 # ====================================================================== 2. cancel
@@ -509,51 +503,47 @@ class Cancel(WsTestCase):
         srv.wait_job(a["id"], "running")
         srv.wait_job(b["id"], "running")
 
-        async def body():
-            c = await self.client(srv)
-            try:
-                # Running job: the REST answer (202 per test_jobs), cancel_requested, still running.
-                rest = srv.json("POST", f"/v1/jobs/{a['id']}/cancel")
-                reply = await c.request("cancel", "c1", id=b["id"])
-                self.assertIn(rest[0], (200, 202), rest)
-                self.assertEqual(reply["status"], rest[0], f"WS {reply} vs REST {rest}")
-                self.assertJobShape(reply["body"])
-                self.assertEqual(reply["body"]["id"], b["id"])
-                self.assertTrue(reply["body"]["cancel_requested"], reply)
-                self.assertEqual(reply["body"]["state"], rest[2]["state"])
-                self.assertEqual(set(reply["body"]), set(rest[2]))
-                # Repeating is harmless, like REST.
-                rest = srv.json("POST", f"/v1/jobs/{a['id']}/cancel")
-                reply = await c.request("cancel", "c2", id=b["id"])
-                self.assertEqual(reply["status"], rest[0], f"WS {reply} vs REST {rest}")
-                self.assertIn(rest[0], (200, 202), f"repeated REST cancel: {rest}")
-                self.assertTrue(reply["body"]["cancel_requested"], reply)
-                done_b = srv.wait_job(b["id"])
-                srv.wait_job(a["id"])
-                self.assertEqual(done_b["state"], "cancelled", done_b)
-                # Finished: 409 already_finished, like REST.
-                rest = srv.json("POST", f"/v1/jobs/{a['id']}/cancel")
-                reply = await c.request("cancel", "c3", id=b["id"])
-                self.assertReplyProblem(reply, 409, "already_finished")
-                self.assertSameProblem(reply, rest)
-                finished = srv.submit(sleep_spec(0))
-                srv.wait_job(finished["id"])
-                rest = srv.json("POST", f"/v1/jobs/{finished['id']}/cancel")
-                reply = await c.request("cancel", "c4", id=finished["id"])
-                self.assertReplyProblem(reply, 409, "already_finished")
-                self.assertSameProblem(reply, rest)
-                self.assertEqual(srv.get_job(finished["id"])["state"], "succeeded")
-                # Unknown: 404 like REST.
-                rest = srv.json("POST", f"/v1/jobs/{UNKNOWN_ID}/cancel")
-                reply = await c.request("cancel", "c5", id=UNKNOWN_ID)
-                self.assertReplyProblem(reply, 404, "not_found")
-                self.assertSameProblem(reply, rest)
-                # Missing id: a 400 reply.
-                reply = await c.request("cancel", "c6")
-                self.assertReplyProblem(reply, 400, "invalid_request")
-            finally:
-                await c.close()
-        self.run_async(body)
+        async def body(c):
+            # Running job: the REST answer (202 per test_jobs), cancel_requested, still running.
+            rest = srv.json("POST", f"/v1/jobs/{a['id']}/cancel")
+            reply = await c.request("cancel", "c1", id=b["id"])
+            self.assertIn(rest[0], (200, 202), rest)
+            self.assertEqual(reply["status"], rest[0], f"WS {reply} vs REST {rest}")
+            self.assertJobShape(reply["body"])
+            self.assertEqual(reply["body"]["id"], b["id"])
+            self.assertTrue(reply["body"]["cancel_requested"], reply)
+            self.assertEqual(reply["body"]["state"], rest[2]["state"])
+            self.assertEqual(set(reply["body"]), set(rest[2]))
+            # Repeating is harmless, like REST.
+            rest = srv.json("POST", f"/v1/jobs/{a['id']}/cancel")
+            reply = await c.request("cancel", "c2", id=b["id"])
+            self.assertEqual(reply["status"], rest[0], f"WS {reply} vs REST {rest}")
+            self.assertIn(rest[0], (200, 202), f"repeated REST cancel: {rest}")
+            self.assertTrue(reply["body"]["cancel_requested"], reply)
+            done_b = srv.wait_job(b["id"])
+            srv.wait_job(a["id"])
+            self.assertEqual(done_b["state"], "cancelled", done_b)
+            # Finished: 409 already_finished, like REST.
+            rest = srv.json("POST", f"/v1/jobs/{a['id']}/cancel")
+            reply = await c.request("cancel", "c3", id=b["id"])
+            self.assertReplyProblem(reply, 409, "already_finished")
+            self.assertSameProblem(reply, rest)
+            finished = srv.submit(sleep_spec(0))
+            srv.wait_job(finished["id"])
+            rest = srv.json("POST", f"/v1/jobs/{finished['id']}/cancel")
+            reply = await c.request("cancel", "c4", id=finished["id"])
+            self.assertReplyProblem(reply, 409, "already_finished")
+            self.assertSameProblem(reply, rest)
+            self.assertEqual(srv.get_job(finished["id"])["state"], "succeeded")
+            # Unknown: 404 like REST.
+            rest = srv.json("POST", f"/v1/jobs/{UNKNOWN_ID}/cancel")
+            reply = await c.request("cancel", "c5", id=UNKNOWN_ID)
+            self.assertReplyProblem(reply, 404, "not_found")
+            self.assertSameProblem(reply, rest)
+            # Missing id: a 400 reply.
+            reply = await c.request("cancel", "c6")
+            self.assertReplyProblem(reply, 400, "invalid_request")
+        self.run_with_client(srv, body)
 
     def test_cancel_queued_job_is_immediate(self):
         srv = self.start("--max-running", "1")
@@ -562,19 +552,15 @@ class Cancel(WsTestCase):
         q1 = srv.submit(sleep_spec(10))
         q2 = srv.submit(sleep_spec(10))
 
-        async def body():
-            c = await self.client(srv)
-            try:
-                rest = srv.json("POST", f"/v1/jobs/{q1['id']}/cancel")
-                reply = await c.request("cancel", 1, id=q2["id"])
-                self.assertEqual(reply["status"], rest[0], f"WS {reply} vs REST {rest}")
-                self.assertEqual(reply["body"]["state"], "cancelled", reply)
-                self.assertEqual(rest[2]["state"], "cancelled", rest)
-                self.assertEqual(reply["body"]["error"]["type"], "cancelled")
-                self.assertEqual(srv.get_job(q2["id"])["state"], "cancelled")
-            finally:
-                await c.close()
-        self.run_async(body)
+        async def body(c):
+            rest = srv.json("POST", f"/v1/jobs/{q1['id']}/cancel")
+            reply = await c.request("cancel", 1, id=q2["id"])
+            self.assertEqual(reply["status"], rest[0], f"WS {reply} vs REST {rest}")
+            self.assertEqual(reply["body"]["state"], "cancelled", reply)
+            self.assertEqual(rest[2]["state"], "cancelled", rest)
+            self.assertEqual(reply["body"]["error"]["type"], "cancelled")
+            self.assertEqual(srv.get_job(q2["id"])["state"], "cancelled")
+        self.run_with_client(srv, body)
 
 
 # ====================================================================== 3. watch
@@ -586,101 +572,85 @@ class Watch(WsTestCase):
         target = srv.submit(sleep_spec(100))
         self.assertEqual(target["state"], "queued")
 
-        async def body():
-            c = await self.client(srv)
-            try:
-                reply = await c.request("watch", "w1", ids=[target["id"]])
-                self.assertEqual((reply["status"], reply["body"]),
-                                 (200, {"watching": 1, "all": False}), reply)
-                self.assertFalse([m for m in c.backlog if m.get("type") == "job"],
-                                 "job message sent before the watch reply")
-                t0 = time.monotonic()
-                snapshot = (await c.job_messages(target["id"], until={"queued"}))[0]["job"]
-                self.assertLess(time.monotonic() - t0, 1.5, "snapshot not sent at once")
-                self.assertEqual(snapshot["state"], "queued", snapshot)
-                self.assertEqual(snapshot, srv.get_job(target["id"]))
-                # Free the run slot: the target runs, then succeeds.
-                status, _, _ = srv.json("POST", f"/v1/jobs/{blocker['id']}/cancel")
-                self.assertEqual(status, 202)
-                changes = await c.job_messages(target["id"])
-                self.assertEqual([m["job"]["state"] for m in changes], ["running", "succeeded"],
-                                 changes)
-                self.assertEqual(changes[0]["job"]["attempts"], 1)
-                self.assertEqual(changes[-1]["job"], srv.get_job(target["id"]))
-                self.assertEqual(changes[-1]["job"]["result"], {"slept_ms": 100})
-                # Nothing about jobs that are not watched (the blocker's cancellation).
-                await c.silence(0.3, lambda m: m.get("type") == "job", "job message")
-            finally:
-                await c.close()
-        self.run_async(body)
+        async def body(c):
+            reply = await c.request("watch", "w1", ids=[target["id"]])
+            self.assertEqual((reply["status"], reply["body"]),
+                             (200, {"watching": 1, "all": False}), reply)
+            self.assertFalse([m for m in c.backlog if m.get("type") == "job"],
+                             "job message sent before the watch reply")
+            t0 = time.monotonic()
+            snapshot = (await c.job_messages(target["id"], until={"queued"}))[0]["job"]
+            self.assertLess(time.monotonic() - t0, 1.5, "snapshot not sent at once")
+            self.assertEqual(snapshot["state"], "queued", snapshot)
+            self.assertEqual(snapshot, srv.get_job(target["id"]))
+            # Free the run slot: the target runs, then succeeds.
+            status, _, _ = srv.json("POST", f"/v1/jobs/{blocker['id']}/cancel")
+            self.assertEqual(status, 202)
+            changes = await c.job_messages(target["id"])
+            self.assertEqual([m["job"]["state"] for m in changes], ["running", "succeeded"],
+                             changes)
+            self.assertEqual(changes[0]["job"]["attempts"], 1)
+            self.assertEqual(changes[-1]["job"], srv.get_job(target["id"]))
+            self.assertEqual(changes[-1]["job"]["result"], {"slept_ms": 100})
+            # Nothing about jobs that are not watched (the blocker's cancellation).
+            await c.silence(0.3, lambda m: m.get("type") == "job", "job message")
+        self.run_with_client(srv, body)
 
     def test_watch_retrying_job_reports_each_attempt(self):
         srv = self.start()
 
-        async def body():
-            c = await self.client(srv)
-            try:
-                spec = sleep_spec(50, fail_attempts=1)
-                spec["retry"] = {"max_attempts": 2, "initial_backoff_ms": 100, "jitter": False}
-                reply = await c.request("watch", "w", all=True)
-                self.assertEqual(reply["body"], {"watching": 0, "all": True}, reply)
-                job = srv.submit(spec)
-                msgs = await c.job_messages(job["id"])
-                seen = [(m["job"]["state"], m["job"]["attempts"]) for m in msgs]
-                self.assertIn(("running", 1), seen)
-                self.assertIn(("running", 2), seen)
-                self.assertEqual(seen[-1], ("succeeded", 2), seen)
-                attempts = [a for _, a in seen]
-                self.assertEqual(attempts, sorted(attempts), seen)
-            finally:
-                await c.close()
-        self.run_async(body)
+        async def body(c):
+            spec = sleep_spec(50, fail_attempts=1)
+            spec["retry"] = {"max_attempts": 2, "initial_backoff_ms": 100, "jitter": False}
+            reply = await c.request("watch", "w", all=True)
+            self.assertEqual(reply["body"], {"watching": 0, "all": True}, reply)
+            job = srv.submit(spec)
+            msgs = await c.job_messages(job["id"])
+            seen = [(m["job"]["state"], m["job"]["attempts"]) for m in msgs]
+            self.assertIn(("running", 1), seen)
+            self.assertIn(("running", 2), seen)
+            self.assertEqual(seen[-1], ("succeeded", 2), seen)
+            attempts = [a for _, a in seen]
+            self.assertEqual(attempts, sorted(attempts), seen)
+        self.run_with_client(srv, body)
 
     def test_watch_terminal_job_and_rewatch(self):
         srv = self.start()
         job = srv.submit(sleep_spec(0))
         srv.wait_job(job["id"])
 
-        async def body():
-            c = await self.client(srv)
-            try:
-                reply = await c.request("watch", "w1", ids=[job["id"]])
-                self.assertEqual(reply["body"], {"watching": 1, "all": False})
-                msgs = await c.job_messages(job["id"])
-                self.assertEqual(len(msgs), 1, msgs)
-                self.assertEqual(msgs[0]["job"], srv.get_job(job["id"]))
-                # Watching it again adds nothing and sends no second snapshot.
-                reply = await c.request("watch", "w2", ids=[job["id"]])
-                self.assertEqual(reply["body"], {"watching": 1, "all": False})
-                await c.silence(0.4, lambda m: m.get("type") == "job", "second snapshot")
-            finally:
-                await c.close()
-        self.run_async(body)
+        async def body(c):
+            reply = await c.request("watch", "w1", ids=[job["id"]])
+            self.assertEqual(reply["body"], {"watching": 1, "all": False})
+            msgs = await c.job_messages(job["id"])
+            self.assertEqual(len(msgs), 1, msgs)
+            self.assertEqual(msgs[0]["job"], srv.get_job(job["id"]))
+            # Watching it again adds nothing and sends no second snapshot.
+            reply = await c.request("watch", "w2", ids=[job["id"]])
+            self.assertEqual(reply["body"], {"watching": 1, "all": False})
+            await c.silence(0.4, lambda m: m.get("type") == "job", "second snapshot")
+        self.run_with_client(srv, body)
 
     def test_unknown_id_is_404_and_adds_nothing(self):
         srv = self.start()
         a = srv.submit(sleep_spec(10000))
         b = srv.submit(sleep_spec(10000))
 
-        async def body():
-            c = await self.client(srv)
-            try:
-                reply = await c.request("watch", "w1", ids=[a["id"], UNKNOWN_ID])
-                self.assertReplyProblem(reply, 404, "not_found")
-                await c.silence(0.3, lambda m: m.get("type") == "job", "job message after 404")
-                reply = await c.request("watch", "w2", ids=[b["id"]])
-                self.assertEqual(reply["body"], {"watching": 1, "all": False},
-                                 "the 404 watch added ids")
-                await c.job_messages(b["id"], until={"queued", "running"})
-                for bad, name in (([], "empty ids"), ("x", "ids not an array"),
-                                  ([1], "id not a string")):
-                    reply = await c.request("watch", f"bad-{name}", ids=bad)
-                    self.assertReplyProblem(reply, 400, "invalid_request", name)
-                reply = await c.request("watch", "noargs")
-                self.assertReplyProblem(reply, 400, "invalid_request", "neither ids nor all")
-            finally:
-                await c.close()
-        self.run_async(body)
+        async def body(c):
+            reply = await c.request("watch", "w1", ids=[a["id"], UNKNOWN_ID])
+            self.assertReplyProblem(reply, 404, "not_found")
+            await c.silence(0.3, lambda m: m.get("type") == "job", "job message after 404")
+            reply = await c.request("watch", "w2", ids=[b["id"]])
+            self.assertEqual(reply["body"], {"watching": 1, "all": False},
+                             "the 404 watch added ids")
+            await c.job_messages(b["id"], until={"queued", "running"})
+            for bad, name in (([], "empty ids"), ("x", "ids not an array"),
+                              ([1], "id not a string")):
+                reply = await c.request("watch", f"bad-{name}", ids=bad)
+                self.assertReplyProblem(reply, 400, "invalid_request", name)
+            reply = await c.request("watch", "noargs")
+            self.assertReplyProblem(reply, 400, "invalid_request", "neither ids nor all")
+        self.run_with_client(srv, body)
 
     def test_unwatch_ids(self):
         srv = self.start()
@@ -689,83 +659,71 @@ class Watch(WsTestCase):
         srv.wait_job(a["id"], "running")
         srv.wait_job(b["id"], "running")
 
-        async def body():
-            c = await self.client(srv)
-            try:
-                reply = await c.request("watch", "w", ids=[a["id"], b["id"]])
-                self.assertEqual(reply["body"], {"watching": 2, "all": False})
-                await c.job_messages(a["id"], until={"running"})
-                await c.job_messages(b["id"], until={"running"})
-                reply = await c.request("unwatch", "u1", ids=[a["id"]])
-                self.assertEqual((reply["status"], reply["body"]),
-                                 (200, {"watching": 1, "all": False}), reply)
-                reply = await c.request("unwatch", "u2", ids=[UNKNOWN_ID])
-                self.assertEqual((reply["status"], reply["body"]),
-                                 (200, {"watching": 1, "all": False}), "unknown id not ignored")
-                srv.json("POST", f"/v1/jobs/{a['id']}/cancel")
-                srv.json("POST", f"/v1/jobs/{b['id']}/cancel")
-                msgs = await c.job_messages(b["id"])
-                self.assertEqual(msgs[-1]["job"]["state"], "cancelled")
-                srv.wait_job(a["id"])
-                await c.silence(0.3, lambda m: m.get("type") == "job"
-                                and m["job"]["id"] == a["id"], "message for an unwatched job")
-            finally:
-                await c.close()
-        self.run_async(body)
+        async def body(c):
+            reply = await c.request("watch", "w", ids=[a["id"], b["id"]])
+            self.assertEqual(reply["body"], {"watching": 2, "all": False})
+            await c.job_messages(a["id"], until={"running"})
+            await c.job_messages(b["id"], until={"running"})
+            reply = await c.request("unwatch", "u1", ids=[a["id"]])
+            self.assertEqual((reply["status"], reply["body"]),
+                             (200, {"watching": 1, "all": False}), reply)
+            reply = await c.request("unwatch", "u2", ids=[UNKNOWN_ID])
+            self.assertEqual((reply["status"], reply["body"]),
+                             (200, {"watching": 1, "all": False}), "unknown id not ignored")
+            srv.json("POST", f"/v1/jobs/{a['id']}/cancel")
+            srv.json("POST", f"/v1/jobs/{b['id']}/cancel")
+            msgs = await c.job_messages(b["id"])
+            self.assertEqual(msgs[-1]["job"]["state"], "cancelled")
+            srv.wait_job(a["id"])
+            await c.silence(0.3, lambda m: m.get("type") == "job"
+                            and m["job"]["id"] == a["id"], "message for an unwatched job")
+        self.run_with_client(srv, body)
 
     def test_watch_all_then_unwatch_all(self):
         srv = self.start()
 
-        async def body():
-            c = await self.client(srv)
-            try:
-                reply = await c.request("watch", "all", all=True)
-                self.assertEqual((reply["status"], reply["body"]),
-                                 (200, {"watching": 0, "all": True}), reply)
-                jobs = [srv.submit(sleep_spec(50, labels={"n": str(i)})) for i in range(3)]
-                status, _, batch = srv.json("POST", "/v1/jobs/batch",
-                                            {"jobs": [sleep_spec(20), sleep_spec(30)]})
-                self.assertEqual(status, 202, batch)
-                jobs += batch["jobs"]
-                for job in jobs:
-                    msgs = await c.job_messages(job["id"])
-                    states = [m["job"]["state"] for m in msgs]
-                    self.assertEqual(states[-1], "succeeded", states)
-                    self.assertEqual(states, sorted(states, key=["queued", "running",
-                                                                 "succeeded"].index), states)
-                    self.assertEqual(msgs[-1]["job"], srv.get_job(job["id"]))
-                # Watching ids as well as all, then unwatch all removes everything.
-                reply = await c.request("watch", "w-id", ids=[jobs[0]["id"]])
-                self.assertEqual(reply["body"], {"watching": 1, "all": True})
-                await c.job_messages(jobs[0]["id"])  # its snapshot
-                reply = await c.request("unwatch", "none", all=True)
-                self.assertEqual((reply["status"], reply["body"]),
-                                 (200, {"watching": 0, "all": False}), reply)
-                later = srv.submit(sleep_spec(10))
-                srv.wait_job(later["id"])
-                await c.silence(0.4, lambda m: m.get("type") == "job", "job message after unwatch")
-            finally:
-                await c.close()
-        self.run_async(body)
+        async def body(c):
+            reply = await c.request("watch", "all", all=True)
+            self.assertEqual((reply["status"], reply["body"]),
+                             (200, {"watching": 0, "all": True}), reply)
+            jobs = [srv.submit(sleep_spec(50, labels={"n": str(i)})) for i in range(3)]
+            status, _, batch = srv.json("POST", "/v1/jobs/batch",
+                                        {"jobs": [sleep_spec(20), sleep_spec(30)]})
+            self.assertEqual(status, 202, batch)
+            jobs += batch["jobs"]
+            for job in jobs:
+                msgs = await c.job_messages(job["id"])
+                states = [m["job"]["state"] for m in msgs]
+                self.assertEqual(states[-1], "succeeded", states)
+                self.assertEqual(states, sorted(states, key=["queued", "running",
+                                                             "succeeded"].index), states)
+                self.assertEqual(msgs[-1]["job"], srv.get_job(job["id"]))
+            # Watching ids as well as all, then unwatch all removes everything.
+            reply = await c.request("watch", "w-id", ids=[jobs[0]["id"]])
+            self.assertEqual(reply["body"], {"watching": 1, "all": True})
+            await c.job_messages(jobs[0]["id"])  # its snapshot
+            reply = await c.request("unwatch", "none", all=True)
+            self.assertEqual((reply["status"], reply["body"]),
+                             (200, {"watching": 0, "all": False}), reply)
+            later = srv.submit(sleep_spec(10))
+            srv.wait_job(later["id"])
+            await c.silence(0.4, lambda m: m.get("type") == "job", "job message after unwatch")
+        self.run_with_client(srv, body)
 
     def test_max_watched(self):
         srv = self.start("--ws-max-watched", "2")
         jobs = [srv.submit(sleep_spec(10000)) for _ in range(3)]
 
-        async def body():
-            c = await self.client(srv)
-            try:
-                reply = await c.request("watch", "w1", ids=[jobs[0]["id"], jobs[1]["id"]])
-                self.assertEqual(reply["body"], {"watching": 2, "all": False})
-                reply = await c.request("watch", "w2", ids=[jobs[2]["id"]])
-                self.assertReplyProblem(reply, 400, "invalid_request", "beyond --ws-max-watched")
-                reply = await c.request("unwatch", "u", ids=[jobs[0]["id"]])
-                self.assertEqual(reply["body"], {"watching": 1, "all": False})
-                reply = await c.request("watch", "w3", ids=[jobs[2]["id"]])
-                self.assertEqual(reply["body"], {"watching": 2, "all": False})
-            finally:
-                await c.close()
-        self.run_async(body)
+        async def body(c):
+            reply = await c.request("watch", "w1", ids=[jobs[0]["id"], jobs[1]["id"]])
+            self.assertEqual(reply["body"], {"watching": 2, "all": False})
+            reply = await c.request("watch", "w2", ids=[jobs[2]["id"]])
+            self.assertReplyProblem(reply, 400, "invalid_request", "beyond --ws-max-watched")
+            reply = await c.request("unwatch", "u", ids=[jobs[0]["id"]])
+            self.assertEqual(reply["body"], {"watching": 1, "all": False})
+            reply = await c.request("watch", "w3", ids=[jobs[2]["id"]])
+            self.assertEqual(reply["body"], {"watching": 2, "all": False})
+        self.run_with_client(srv, body)
 
 
 # ====================================================================== 4. gather
@@ -779,118 +737,102 @@ class Gather(WsTestCase):
         self.assertEqual(rest_summary["done"], [1, 2, 0], rest_summary)
         before = set(j["id"] for j in self.listing(srv))
 
-        async def main():
-            c = await self.client(srv)
-            try:
-                t0 = time.monotonic()
-                reply = await c.request("gather", "g1", **body)
-                self.assertEqual((reply["status"], reply["body"]), (200, {"jobs": 3}), reply)
-                items, done = await c.gather_stream("g1")
-                elapsed = time.monotonic() - t0
-                labels = [m["job"]["labels"]["i"] for m in items]
-                self.assertEqual(labels, ["1", "2", "0"], items)
-                self.assertEqual([m["job"]["state"] for m in items],
-                                 ["failed", "succeeded", "succeeded"])
-                self.assertEqual([m["job"]["state"] for m in items],
-                                 [j["state"] for j in rest_lines])
-                self.assertGreaterEqual(elapsed, 0.25, "gather_done before the last job")
-                # gather_done carries the NDJSON summary's fields, with the same values.
-                self.assertEqual(set(done), {"type", "ref"} | set(rest_summary), done)
-                self.assertEqual(set(done) - {"type", "ref"}, SUMMARY_FIELDS)
-                for field in ("outcome", "done", "pending"):
-                    self.assertEqual(done[field], rest_summary[field], field)
-                self.assertIsInstance(done["elapsed_ms"], int)
-                self.assertGreaterEqual(done["elapsed_ms"], 250, done)
-                self.assertLess(done["elapsed_ms"], 10000, done)
-                self.assertEqual(set(done["first_error"]), set(rest_summary["first_error"]))
-                self.assertEqual(done["first_error"]["index"], 1)
-                self.assertEqual(done["first_error"]["id"], items[0]["job"]["id"])
-                self.assertEqual(done["first_error"]["error"], rest_summary["first_error"]["error"])
-                # The streamed jobs are the jobs REST shows.
-                for m in items:
-                    self.assertEqual(m["job"], srv.get_job(m["job"]["id"]))
-                self.assertEqual(len(set(j["id"] for j in self.listing(srv)) - before), 3)
-                await c.silence(0.3, lambda m: same_ref(m, "g1"), "message after gather_done")
-            finally:
-                await c.close()
-        self.run_async(main)
+        async def main(c):
+            t0 = time.monotonic()
+            reply = await c.request("gather", "g1", **body)
+            self.assertEqual((reply["status"], reply["body"]), (200, {"jobs": 3}), reply)
+            items, done = await c.gather_stream("g1")
+            elapsed = time.monotonic() - t0
+            labels = [m["job"]["labels"]["i"] for m in items]
+            self.assertEqual(labels, ["1", "2", "0"], items)
+            self.assertEqual([m["job"]["state"] for m in items],
+                             ["failed", "succeeded", "succeeded"])
+            self.assertEqual([m["job"]["state"] for m in items],
+                             [j["state"] for j in rest_lines])
+            self.assertGreaterEqual(elapsed, 0.25, "gather_done before the last job")
+            # gather_done carries the NDJSON summary's fields, with the same values.
+            self.assertEqual(set(done), {"type", "ref"} | set(rest_summary), done)
+            self.assertEqual(set(done) - {"type", "ref"}, SUMMARY_FIELDS)
+            for field in ("outcome", "done", "pending"):
+                self.assertEqual(done[field], rest_summary[field], field)
+            self.assertIsInstance(done["elapsed_ms"], int)
+            self.assertGreaterEqual(done["elapsed_ms"], 250, done)
+            self.assertLess(done["elapsed_ms"], 10000, done)
+            self.assertEqual(set(done["first_error"]), set(rest_summary["first_error"]))
+            self.assertEqual(done["first_error"]["index"], 1)
+            self.assertEqual(done["first_error"]["id"], items[0]["job"]["id"])
+            self.assertEqual(done["first_error"]["error"], rest_summary["first_error"]["error"])
+            # The streamed jobs are the jobs REST shows.
+            for m in items:
+                self.assertEqual(m["job"], srv.get_job(m["job"]["id"]))
+            self.assertEqual(len(set(j["id"] for j in self.listing(srv)) - before), 3)
+            await c.silence(0.3, lambda m: same_ref(m, "g1"), "message after gather_done")
+        self.run_with_client(srv, main)
 
     def test_gather_of_existing_ids_and_first_completed(self):
         srv = self.start()
         slow = srv.submit(sleep_spec(800))
         fast = srv.submit(sleep_spec(100))
 
-        async def main():
-            c = await self.client(srv)
-            try:
-                reply = await c.request("gather", 5, jobs=[slow["id"], fast["id"]],
-                                        return_when="first_completed")
-                self.assertEqual((reply["status"], reply["body"]), (200, {"jobs": 2}), reply)
-                items, done = await c.gather_stream(5)
-                self.assertEqual([m["job"]["id"] for m in items], [fast["id"]], items)
-                self.assertEqual(done["outcome"], "completed", done)
-                self.assertEqual(done["done"], [1], done)
-                self.assertEqual(done["pending"], [0], done)
-                self.assertIsNone(done["first_error"])
-                self.assertEqual(srv.get_job(slow["id"])["state"], "running",
-                                 "first_completed without cancel_pending cancelled the rest")
-                # The slow job finishes later: nothing more for this gather.
-                await c.silence(1.2, lambda m: same_ref(m, 5), "gather message after gather_done")
-                self.assertEqual(srv.wait_job(slow["id"])["state"], "succeeded")
-            finally:
-                await c.close()
-        self.run_async(main)
+        async def main(c):
+            reply = await c.request("gather", 5, jobs=[slow["id"], fast["id"]],
+                                    return_when="first_completed")
+            self.assertEqual((reply["status"], reply["body"]), (200, {"jobs": 2}), reply)
+            items, done = await c.gather_stream(5)
+            self.assertEqual([m["job"]["id"] for m in items], [fast["id"]], items)
+            self.assertEqual(done["outcome"], "completed", done)
+            self.assertEqual(done["done"], [1], done)
+            self.assertEqual(done["pending"], [0], done)
+            self.assertIsNone(done["first_error"])
+            self.assertEqual(srv.get_job(slow["id"])["state"], "running",
+                             "first_completed without cancel_pending cancelled the rest")
+            # The slow job finishes later: nothing more for this gather.
+            await c.silence(1.2, lambda m: same_ref(m, 5), "gather message after gather_done")
+            self.assertEqual(srv.wait_job(slow["id"])["state"], "succeeded")
+        self.run_with_client(srv, main)
 
     def test_unknown_id_is_404_and_nothing_more(self):
         srv = self.start()
 
-        async def main():
-            c = await self.client(srv)
-            try:
-                body = {"jobs": [sleep_spec(10), UNKNOWN_ID]}
-                reply = await c.request("gather", "g", **body)
-                rest = srv.json("POST", "/v1/gather", body)
-                self.assertReplyProblem(reply, 404, "not_found")
-                self.assertSameProblem(reply, rest)
-                await c.silence(0.5, lambda m: same_ref(m, "g"), "message after a 404 gather")
-                self.assertEqual(self.listing(srv), [], "a refused gather submitted its spec")
-                # Invalid gathers: the REST problem.
-                for i, bad in enumerate(({"jobs": []}, {"jobs": [sleep_spec(1)], "return_when": "x"},
-                                         {"jobs": [sleep_spec(1)], "timeout": 5})):
-                    reply = await c.request("gather", f"bad{i}", **bad)
-                    rest = srv.json("POST", "/v1/gather", bad)
-                    self.assertReplyProblem(reply, 400, "invalid_request", str(bad))
-                    self.assertSameProblem(reply, rest, str(bad))
-            finally:
-                await c.close()
-        self.run_async(main)
+        async def main(c):
+            body = {"jobs": [sleep_spec(10), UNKNOWN_ID]}
+            reply = await c.request("gather", "g", **body)
+            rest = srv.json("POST", "/v1/gather", body)
+            self.assertReplyProblem(reply, 404, "not_found")
+            self.assertSameProblem(reply, rest)
+            await c.silence(0.5, lambda m: same_ref(m, "g"), "message after a 404 gather")
+            self.assertEqual(self.listing(srv), [], "a refused gather submitted its spec")
+            # Invalid gathers: the REST problem.
+            for i, bad in enumerate(({"jobs": []}, {"jobs": [sleep_spec(1)], "return_when": "x"},
+                                     {"jobs": [sleep_spec(1)], "timeout": 5})):
+                reply = await c.request("gather", f"bad{i}", **bad)
+                rest = srv.json("POST", "/v1/gather", bad)
+                self.assertReplyProblem(reply, 400, "invalid_request", str(bad))
+                self.assertSameProblem(reply, rest, str(bad))
+        self.run_with_client(srv, main)
 
     def test_operations_of_one_connection_run_concurrently(self):
         srv = self.start()
 
-        async def main():
-            c = await self.client(srv)
-            try:
-                await c.send({"op": "gather", "ref": "long", "jobs": [sleep_spec(1500)]})
-                reply = await c.reply("long")
-                self.assertEqual(reply["status"], 200, reply)
-                t0 = time.monotonic()
-                reply = await c.request("submit", "quick", job=sleep_spec(0))
-                self.assertEqual(reply["status"], 202, reply)
-                self.assertLess(time.monotonic() - t0, 1.0, "submit waited for the gather")
-                self.assertFalse([m for m in c.backlog if m.get("type") == "gather_done"])
-                # Two gathers in flight on the same connection, matched by ref.
-                await c.send({"op": "gather", "ref": "g2", "jobs": [sleep_spec(300)]})
-                await c.send({"op": "gather", "ref": "g3", "jobs": [sleep_spec(50)]})
-                _, done3 = await c.gather_stream("g3")
-                _, done2 = await c.gather_stream("g2")
-                _, done1 = await c.gather_stream("long")
-                for done in (done1, done2, done3):
-                    self.assertEqual(done["outcome"], "completed", done)
-                    self.assertEqual(done["done"], [0], done)
-            finally:
-                await c.close()
-        self.run_async(main)
+        async def main(c):
+            await c.send({"op": "gather", "ref": "long", "jobs": [sleep_spec(1500)]})
+            reply = await c.reply("long")
+            self.assertEqual(reply["status"], 200, reply)
+            t0 = time.monotonic()
+            reply = await c.request("submit", "quick", job=sleep_spec(0))
+            self.assertEqual(reply["status"], 202, reply)
+            self.assertLess(time.monotonic() - t0, 1.0, "submit waited for the gather")
+            self.assertFalse([m for m in c.backlog if m.get("type") == "gather_done"])
+            # Two gathers in flight on the same connection, matched by ref.
+            await c.send({"op": "gather", "ref": "g2", "jobs": [sleep_spec(300)]})
+            await c.send({"op": "gather", "ref": "g3", "jobs": [sleep_spec(50)]})
+            _, done3 = await c.gather_stream("g3")
+            _, done2 = await c.gather_stream("g2")
+            _, done1 = await c.gather_stream("long")
+            for done in (done1, done2, done3):
+                self.assertEqual(done["outcome"], "completed", done)
+                self.assertEqual(done["done"], [0], done)
+        self.run_with_client(srv, main)
 
     def test_gather_stream_waits_for_a_slow_reader_instead_of_closing(self):
         # The outbox is small but a gather stream never overflows it: it waits for room.
@@ -957,30 +899,26 @@ class Errors(WsTestCase):
              "invalid_message", None),
         ]
 
-        async def main():
-            c = await self.client(srv)
-            try:
-                for i, (name, raw, code, ref) in enumerate(cases):
-                    with self.subTest(case=name):
-                        await c.send(raw)
-                        message = await c.error()
-                        self.assertEqual(set(message), {"type", "ref", "problem"}, message)
-                        if ref is None:
-                            self.assertIsNone(message["ref"], f"{name}: {message}")
-                        else:
-                            self.assertTrue(same_ref(message, ref), f"{name}: {message}")
-                        problem = self.assertWsProblem(message["problem"], code, msg=name)
-                        self.assertTrue(400 <= problem["status"] < 500, f"{name}: {problem}")
-                        # The connection still works.
-                        reply = await c.request("submit", f"after-{i}", job=sleep_spec(0))
-                        self.assertEqual(reply["status"], 202, f"after {name}: {reply}")
-                # No reply was sent for any malformed message, and one error each.
-                await c.silence(0.3, what="extra message")
-                self.assertEqual(len(self.listing(srv)), len(cases),
-                                 "a malformed message submitted a job")
-            finally:
-                await c.close()
-        self.run_async(main)
+        async def main(c):
+            for i, (name, raw, code, ref) in enumerate(cases):
+                with self.subTest(case=name):
+                    await c.send(raw)
+                    message = await c.error()
+                    self.assertEqual(set(message), {"type", "ref", "problem"}, message)
+                    if ref is None:
+                        self.assertIsNone(message["ref"], f"{name}: {message}")
+                    else:
+                        self.assertTrue(same_ref(message, ref), f"{name}: {message}")
+                    problem = self.assertWsProblem(message["problem"], code, msg=name)
+                    self.assertTrue(400 <= problem["status"] < 500, f"{name}: {problem}")
+                    # The connection still works.
+                    reply = await c.request("submit", f"after-{i}", job=sleep_spec(0))
+                    self.assertEqual(reply["status"], 202, f"after {name}: {reply}")
+            # No reply was sent for any malformed message, and one error each.
+            await c.silence(0.3, what="extra message")
+            self.assertEqual(len(self.listing(srv)), len(cases),
+                             "a malformed message submitted a job")
+        self.run_with_client(srv, main)
         text = srv.metrics()
         self.assertEqual(metric_value(text, "gatherd_ws_messages_received_total", op="invalid"),
                          len(cases))
@@ -1166,14 +1104,10 @@ class SlowConsumer(WsTestCase):
         self.wait_metric(srv, "gatherd_ws_closed_total", lambda v: v == 1, reason="slow_consumer")
         self.wait_metric(srv, "gatherd_ws_connections", lambda v: v == 0)
         # The server is fine afterwards.
-        async def again():
-            c = await self.client(srv)
-            try:
-                reply = await c.request("submit", "s", job=sleep_spec(0))
-                self.assertEqual(reply["status"], 202, reply)
-            finally:
-                await c.close()
-        self.run_async(again)
+        async def again(c):
+            reply = await c.request("submit", "s", job=sleep_spec(0))
+            self.assertEqual(reply["status"], 202, reply)
+        self.run_with_client(srv, again)
 
 
 # ====================================================================== idle and dead peers
@@ -1231,15 +1165,11 @@ class Liveness(WsTestCase):
     def test_idle_client_that_answers_pings_stays_connected(self):
         srv = self.start("--ws-idle-timeout-ms", "1000")
 
-        async def main():
-            c = await self.client(srv)
-            try:
-                await asyncio.sleep(2.5)  # idle; the client library answers the server's pings
-                reply = await c.request("submit", "s", job=sleep_spec(0))
-                self.assertEqual(reply["status"], 202, reply)
-            finally:
-                await c.close()
-        self.run_async(main)
+        async def main(c):
+            await asyncio.sleep(2.5)  # idle; the client library answers the server's pings
+            reply = await c.request("submit", "s", job=sleep_spec(0))
+            self.assertEqual(reply["status"], 202, reply)
+        self.run_with_client(srv, main)
         self.assertEqual(self.metric(srv, "gatherd_ws_closed_total", reason="idle"), 0)
 
     def test_dead_peer_is_pinged_then_dropped(self):
@@ -1383,30 +1313,26 @@ class Observability(WsTestCase):
         replies0 = metric_value(text, "gatherd_ws_messages_sent_total", type="reply") or 0
         jobs0 = metric_value(text, "gatherd_ws_messages_sent_total", type="job") or 0
 
-        async def main():
-            c = await self.client(srv)
-            try:
-                self.wait_metric(srv, "gatherd_ws_connections", lambda v: v == 1)
-                self.wait_metric(srv, "gatherd_ws_connections_total", lambda v: v == total0 + 1)
-                for i in range(3):
-                    reply = await c.request("submit", i, job=sleep_spec(0))
-                    self.assertEqual(reply["status"], 202)
-                job = srv.submit(sleep_spec(0))
-                srv.wait_job(job["id"])
-                await c.request("watch", "w", ids=[job["id"]])
-                await c.job_messages(job["id"])
-                self.wait_metric(srv, "gatherd_ws_messages_received_total",
-                                 lambda v: v == submits0 + 3, op="submit")
-                self.wait_metric(srv, "gatherd_ws_messages_received_total",
-                                 lambda v: v == 1, op="watch")
-                self.wait_metric(srv, "gatherd_ws_messages_sent_total",
-                                 lambda v: v == replies0 + 4, type="reply")
-                self.wait_metric(srv, "gatherd_ws_messages_sent_total",
-                                 lambda v: v == jobs0 + 1, type="job")
-                self.assertEqual(self.metric(srv, "gatherd_ws_connections"), 1)
-            finally:
-                await c.close()
-        self.run_async(main)
+        async def main(c):
+            self.wait_metric(srv, "gatherd_ws_connections", lambda v: v == 1)
+            self.wait_metric(srv, "gatherd_ws_connections_total", lambda v: v == total0 + 1)
+            for i in range(3):
+                reply = await c.request("submit", i, job=sleep_spec(0))
+                self.assertEqual(reply["status"], 202)
+            job = srv.submit(sleep_spec(0))
+            srv.wait_job(job["id"])
+            await c.request("watch", "w", ids=[job["id"]])
+            await c.job_messages(job["id"])
+            self.wait_metric(srv, "gatherd_ws_messages_received_total",
+                             lambda v: v == submits0 + 3, op="submit")
+            self.wait_metric(srv, "gatherd_ws_messages_received_total",
+                             lambda v: v == 1, op="watch")
+            self.wait_metric(srv, "gatherd_ws_messages_sent_total",
+                             lambda v: v == replies0 + 4, type="reply")
+            self.wait_metric(srv, "gatherd_ws_messages_sent_total",
+                             lambda v: v == jobs0 + 1, type="job")
+            self.assertEqual(self.metric(srv, "gatherd_ws_connections"), 1)
+        self.run_with_client(srv, main)
         self.wait_metric(srv, "gatherd_ws_connections", lambda v: v == 0)
         text = srv.metrics()
         # Bounded label values only.
