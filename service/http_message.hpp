@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -50,6 +51,9 @@ struct http_response {
   // When set, called if the answer could not be delivered (the client left): gives back what
   // the handler granted (a permit, leased queue items).
   std::function<void()> undelivered;
+  // Dropped only once the answer is written: what the handler answered from (a large parsed
+  // request, the snapshots of 10,000 jobs) and whose destruction would otherwise come first.
+  std::vector<std::shared_ptr<const void>> release_after_write;
 };
 
 // Parsed pieces of the target and the route, filled in by the router.

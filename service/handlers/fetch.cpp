@@ -100,12 +100,14 @@ core::awaitable<http_response> http_api::fetch(const http_request& req, const ro
   }
 
   fetch_metrics_.batch_started(batch_mode::json);
-  const core::fetch::batch_outcome outcome =
+  core::fetch::batch_outcome fetched =
       co_await core::fetch::run_batch(fetcher_, std::move(parsed.batch));
-  record_fetch_batch(outcome.summary, count, batch_mode::json, req.request_id);
+  const auto outcome = std::make_shared<const core::fetch::batch_outcome>(std::move(fetched));
+  record_fetch_batch(outcome->summary, count, batch_mode::json, req.request_id);
   http_response res;
-  res.body = core::fetch::to_json(outcome).dump(-1, ' ', false,
-                                                nlohmann::json::error_handler_t::replace);
+  res.body = core::fetch::to_json(*outcome).dump(-1, ' ', false,
+                                                 nlohmann::json::error_handler_t::replace);
+  res.release_after_write = {outcome};  // thousands of results take a while to free
   co_return res;
 }
 

@@ -139,7 +139,8 @@ void http_api::record_gather(const core::gather_result& result, std::size_t coun
 core::awaitable<http_response> http_api::gather(const http_request& req, const route_match& match) {
   query_reader(match.query).finish();
   require_json_body(req);
-  const json body = parse_json_body(req.body);
+  const auto document = std::make_shared<const json>(parse_json_body(req.body));
+  const json& body = *document;
   object_reader r(body, "",
                   {"jobs", "return_when", "return_exceptions", "cancel_on_error", "cancel_pending",
                    "timeout_ms"});
@@ -202,7 +203,9 @@ core::awaitable<http_response> http_api::gather(const http_request& req, const r
   }
 
   const std::size_t count = entries.size();
-  const core::gather_result result = co_await engine_.gather(std::move(entries), options);
+  core::gather_result gathered = co_await engine_.gather(std::move(entries), options);
+  const auto kept = std::make_shared<const core::gather_result>(std::move(gathered));
+  const core::gather_result& result = *kept;
   record_gather(result, count, req.request_id);
 
   fmt::memory_buffer out;
@@ -217,6 +220,7 @@ core::awaitable<http_response> http_api::gather(const http_request& req, const r
   out.push_back('}');
   http_response res;
   res.body = fmt::to_string(out);
+  res.release_after_write = {document, kept};  // 10,000 jobs take milliseconds to free
   co_return res;
 }
 
