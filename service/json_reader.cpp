@@ -1,16 +1,72 @@
 #include "service/json_reader.hpp"
 
 #include <algorithm>
+#include <boost/json/monotonic_resource.hpp>
+#include <boost/json/parse.hpp>
 #include <cmath>
 
 #include "service/problem.hpp"
 
 namespace gatherd::service {
 
+namespace {
+
+constexpr std::size_t max_depth = 64;
+
+// Boost.JSON's tree, arena-allocated, into nlohmann's: together about twice as fast as
+// nlohmann's own parser on a 10,000-spec gather (its lexer reads a character at a time).
+// Non-negative integers become unsigned, as nlohmann's parser makes them.
+json to_nlohmann(const boost::json::value& v) {
+  switch (v.kind()) {
+    case boost::json::kind::null:
+      return nullptr;
+    case boost::json::kind::bool_:
+      return v.get_bool();
+    case boost::json::kind::int64:
+      if (v.get_int64() >= 0) return static_cast<std::uint64_t>(v.get_int64());
+      return v.get_int64();
+    case boost::json::kind::uint64:
+      return v.get_uint64();
+    case boost::json::kind::double_:
+      // Boost.JSON reads 1e400 as infinity, which JSON cannot carry back.
+      if (!std::isfinite(v.get_double())) {
+        throw invalid_request("the body is not valid JSON: a number is out of range");
+      }
+      return v.get_double();
+    case boost::json::kind::string:
+      return std::string(v.get_string());
+    case boost::json::kind::array: {
+      json out = json::array();
+      auto& items = out.get_ref<json::array_t&>();
+      items.reserve(v.get_array().size());
+      for (const auto& item : v.get_array()) items.push_back(to_nlohmann(item));
+      return out;
+    }
+    case boost::json::kind::object: {
+      json out = json::object();
+      auto& fields = out.get_ref<json::object_t&>();
+      for (const auto& field : v.get_object()) {
+        fields.insert_or_assign(std::string(field.key()), to_nlohmann(field.value()));
+      }
+      return out;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 json parse_json_body(std::string_view body) {
-  json value = json::parse(body, nullptr, false);
-  if (value.is_discarded()) throw invalid_request("the body is not valid JSON");
-  return value;
+  boost::json::monotonic_resource arena;
+  boost::json::parse_options options;
+  options.max_depth = max_depth;
+  boost::system::error_code ec;
+  const boost::json::value value = boost::json::parse(body, ec, &arena, options);
+  if (ec == boost::json::error::too_deep) {
+    throw invalid_request("the body nests deeper than " + std::to_string(max_depth) + " levels");
+  }
+  if (ec) throw invalid_request("the body is not valid JSON");
+  return to_nlohmann(value);
 }
 
 object_reader::object_reader(const json& value, std::string path,

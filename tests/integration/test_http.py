@@ -158,6 +158,16 @@ class Validation(GatherdTestCase):
             with self.subTest(body=raw):
                 self.check_400(raw, raw=True)
 
+    def test_json_limits(self):
+        def nested(depth):  # a sleep result `depth` arrays deep: the body is depth + 2 levels
+            return ('{"kind":"sleep","params":{"duration_ms":1,"result":%s}}'
+                    % ("[" * depth + "]" * depth))
+        self.assertEqual(self.srv.json("POST", "/v1/jobs", nested(62),
+                                       {"Content-Type": "application/json"})[0], 202)
+        self.check_400(nested(63), "deeper than 64", raw=True)
+        self.check_400('{"kind":"sleep","params":{"duration_ms":1,"result":1e400}}',
+                       "out of range", raw=True)
+
     def test_batch_and_cancel_bodies_are_validated(self):
         self.check_400({"jobs": [GOOD, {**GOOD, "timeout": 1}]}, "timeout", path="/v1/jobs/batch")
         job = self.srv.submit({"kind": "sleep", "params": {"duration_ms": 5000}})
