@@ -126,7 +126,7 @@ awaitable<attempt_outcome> fetcher::attempt(http_request request, const batch_li
 }
 
 awaitable<fetch_result> fetcher::fetch_with_retries(
-    http_request request, const retry_policy& policy,
+    const http_request& request, const retry_policy& policy,
     std::optional<steady_clock::time_point> deadline, const batch_limit* batch,
     std::mt19937_64& rng) {
   fetch_result result;

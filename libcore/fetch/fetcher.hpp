@@ -61,8 +61,9 @@ class fetcher {
   awaitable<attempt_outcome> attempt(http_request request, const batch_limit* batch = nullptr);
 
   // Attempts until a result: retries as `policy` allows, never waiting past `deadline`.
+  // `request` must outlive the call (each attempt sends a copy of it).
   awaitable<fetch_result> fetch_with_retries(
-      http_request request, const retry_policy& policy,
+      const http_request& request, const retry_policy& policy,
       std::optional<steady_clock::time_point> deadline, const batch_limit* batch,
       std::mt19937_64& rng);
 
