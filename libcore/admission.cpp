@@ -5,13 +5,13 @@
 
 namespace gatherd::core {
 
-std::unique_ptr<admission::ticket> admission::admit(executor ex) {
+std::unique_ptr<admission::ticket> admission::admit() {
   auto t = std::make_unique<ticket>();
   if (running_ < max_running_) {
     ++running_;
     t->granted_ = true;
   } else {
-    t->wakeup_.emplace(std::move(ex), steady_clock::time_point::max());
+    t->wakeup_.emplace(executor_, steady_clock::time_point::max());
     t->queued_ = true;
     t->position_ = queue_.insert(queue_.end(), t.get());
   }

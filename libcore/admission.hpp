@@ -29,8 +29,9 @@ class admission {
     std::list<ticket*>::iterator position_;
   };
 
-  admission(std::size_t max_running, std::size_t max_queued)
-      : max_running_(max_running), max_queued_(max_queued) {}
+  // `ex`: where queued tickets' waits run (the engine's strand).
+  admission(std::size_t max_running, std::size_t max_queued, executor ex)
+      : max_running_(max_running), max_queued_(max_queued), executor_(std::move(ex)) {}
 
   // Whether `n` more jobs fit in free run slots plus free queue places.
   bool has_room(std::size_t n) const {
@@ -38,7 +39,7 @@ class admission {
   }
 
   // Precondition: has_room(1). Grants a slot at once when one is free, else queues in FIFO order.
-  std::unique_ptr<ticket> admit(executor ex);
+  std::unique_ptr<ticket> admit();
 
   // Completes when the ticket holds a slot. Throws operation_aborted when the waiting
   // coroutine is cancelled or the ticket was withdrawn first.
@@ -56,6 +57,7 @@ class admission {
  private:
   std::size_t max_running_;
   std::size_t max_queued_;
+  executor executor_;
   std::size_t running_ = 0;
   std::list<ticket*> queue_;
 };

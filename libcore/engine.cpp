@@ -54,7 +54,7 @@ engine::engine(executor io, engine_config config, engine_observer* observer,
     : strand_(net::make_strand(io)),
       config_(config),
       observer_(observer ? observer : &null_observer_),
-      admission_(config.max_running, config.max_queued),
+      admission_(config.max_running, config.max_queued, strand_),
       registry_(config.max_retained),
       pool_(config.compute_threads),
       fetcher_(fetcher),
@@ -102,14 +102,18 @@ awaitable<submission> engine::do_submit(job_spec spec) {
 }
 
 awaitable<std::vector<submission>> engine::do_submit_batch(std::vector<job_spec> specs) {
+  std::vector<job_spec*> refs;
+  refs.reserve(specs.size());
+  for (auto& spec : specs) refs.push_back(&spec);
   std::vector<submission> out;
   out.reserve(specs.size());
-  for (auto& [job, created] : admit_all(std::move(specs)))
+  for (auto& [job, created] : admit_all(refs))
     out.push_back({job->snapshot(), created});
   co_return out;
 }
 
-std::vector<std::pair<engine::record_ptr, bool>> engine::admit_all(std::vector<job_spec> specs) {
+std::vector<std::pair<engine::record_ptr, bool>> engine::admit_all(
+    std::span<job_spec* const> specs) {
   if (!accepting_) {
     observer_->job_rejected("shutting_down", specs.size());
     throw engine_error(engine_errc::shutting_down, "the server is shutting down");
@@ -118,7 +122,8 @@ std::vector<std::pair<engine::record_ptr, bool>> engine::admit_all(std::vector<j
   // repeated within the batch (the same spec again replays the first, a different one conflicts).
   std::size_t fresh = 0;
   std::unordered_map<std::string_view, std::string_view> batch_keys;  // key -> fingerprint
-  for (const auto& spec : specs) {
+  for (const job_spec* each : specs) {
+    const job_spec& spec = *each;
     if (replay(spec)) continue;
     if (!spec.idempotency_key.empty()) {
       auto [it, inserted] = batch_keys.emplace(spec.idempotency_key, spec.fingerprint);
@@ -136,11 +141,11 @@ std::vector<std::pair<engine::record_ptr, bool>> engine::admit_all(std::vector<j
   check_room(fresh);
   std::vector<std::pair<record_ptr, bool>> out;
   out.reserve(specs.size());
-  for (auto& spec : specs) {
-    if (auto existing = replay(spec)) {  // also a key repeated within the batch
+  for (job_spec* spec : specs) {
+    if (auto existing = replay(*spec)) {  // also a key repeated within the batch
       out.emplace_back(std::move(existing), false);
     } else {
-      out.emplace_back(create(std::move(spec)), true);
+      out.emplace_back(create(std::move(*spec)), true);
     }
   }
   return out;
@@ -178,10 +183,9 @@ engine::record_ptr engine::create(job_spec spec) {
     job->idempotency_key = spec.idempotency_key;
     job->fingerprint = spec.fingerprint;
   }
-  job->run = std::make_unique<job_run>();
-  job->run->ticket = admission_.admit(strand_);
+  job->run = std::make_unique<job_run>(std::move(spec));
+  job->run->ticket = admission_.admit();
   job->run->admitted_at = steady_clock::now();
-  job->run->spec = std::move(spec);
   registry_.add(job);
   unfinished_.insert(job.get());
   ++n_queued_;
@@ -346,7 +350,7 @@ void engine::finish(job_record& job, job_outcome outcome) {
   if (is_terminal(job.state)) return;  // e.g. cancelled while queued, before its coroutine ended
   (job.state == job_state::queued ? n_queued_ : n_running_)--;
   job.state = outcome.state;
-  job.result = std::move(outcome.result);
+  if (!outcome.result.is_null()) job.result = std::make_shared<const json>(std::move(outcome.result));
   if (outcome.error) job.error = std::make_unique<job_error>(std::move(*outcome.error));
   job.finished_at = wall_clock::now();
   registry_.retain(job, steady_clock::now() + job.retention);

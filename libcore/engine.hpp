@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <span>
 #include <vector>
 
 #include "libcore/admission.hpp"
@@ -88,7 +89,8 @@ class engine {
   awaitable<void> sweep();
 
   // Admits every spec or none (replaying idempotent resubmissions); throws when they do not fit.
-  std::vector<std::pair<record_ptr, bool>> admit_all(std::vector<job_spec> specs);
+  // Moves from the specs it admits.
+  std::vector<std::pair<record_ptr, bool>> admit_all(std::span<job_spec* const> specs);
   // An existing job for an idempotent resubmission of `spec`, or null; throws on a conflict.
   record_ptr replay(const job_spec& spec) const;
   void check_room(std::size_t n);

@@ -115,8 +115,10 @@ awaitable<gather_result> engine::do_gather(std::vector<gather_entry> entries,
   const net::cancellation_state caller = co_await net::this_coro::cancellation_state;
   // Unknown ids are refused before anything is submitted.
   std::vector<record_ptr> jobs(entries.size());
-  std::vector<job_spec> specs;
+  std::vector<job_spec*> specs;  // admitted in place: a spec is a few hundred bytes
   std::vector<std::size_t> spec_slots;
+  specs.reserve(entries.size());
+  spec_slots.reserve(entries.size());
   std::vector<std::size_t> created;  // inline specs that made a new job (not an idempotent replay)
   for (std::size_t i = 0; i < entries.size(); ++i) {
     if (const auto* id = std::get_if<job_id>(&entries[i])) {
@@ -126,17 +128,18 @@ awaitable<gather_result> engine::do_gather(std::vector<gather_entry> entries,
                            "no job " + id->to_string() + " (jobs[" + std::to_string(i) + "])");
       }
     } else {
-      specs.push_back(std::move(std::get<job_spec>(entries[i])));
+      specs.push_back(&std::get<job_spec>(entries[i]));
       spec_slots.push_back(i);
     }
   }
   if (!specs.empty()) {
-    auto admitted = admit_all(std::move(specs));
+    auto admitted = admit_all(specs);
     for (std::size_t k = 0; k < admitted.size(); ++k) {
       jobs[spec_slots[k]] = admitted[k].first;
       if (admitted[k].second) created.push_back(spec_slots[k]);
     }
   }
+  std::vector<gather_entry>().swap(entries);  // freed while the jobs run, not after
 
   if (progress.started) progress.started();
   auto state = std::make_shared<gather_state>(jobs, options, std::move(progress));

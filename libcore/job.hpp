@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -123,7 +124,9 @@ struct job_snapshot {
   wall_clock::time_point created_at;
   std::optional<wall_clock::time_point> started_at;
   std::optional<wall_clock::time_point> finished_at;
-  json result;
+  // A succeeded job's result (null otherwise). Immutable and shared by every snapshot of the
+  // job: a large result (a fetch batch's) is not copied per read.
+  std::shared_ptr<const json> result;
   std::optional<job_error> error;
 };
 

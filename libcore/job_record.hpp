@@ -28,6 +28,7 @@ class completion_listener {
 };
 
 struct job_run {
+  explicit job_run(job_spec s) : spec(std::move(s)) {}
   job_spec spec;
   std::unique_ptr<admission::ticket> ticket;
   net::cancellation_signal cancel;
@@ -51,12 +52,13 @@ struct job_record {
   wall_clock::time_point started_at;   // epoch while not started
   wall_clock::time_point finished_at;  // epoch while not finished
   job_labels labels;
-  json result;
+  std::shared_ptr<const json> result;  // null until it succeeds; shared with its snapshots
   std::unique_ptr<job_error> error;
   std::string idempotency_key;
   std::string fingerprint;
   millis retention{0};
-  notifier finished;  // long-polls waiting for a terminal state
+  bool registered = false;  // listed in the registry (job_registry keeps this)
+  notifier finished;        // long-polls waiting for a terminal state
   std::unique_ptr<job_run> run;
 
   bool started() const { return started_at != wall_clock::time_point{}; }

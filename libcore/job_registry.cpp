@@ -17,6 +17,7 @@ job_registry::record_ptr job_registry::find_by_key(const std::string& key) const
 void job_registry::add(record_ptr job) {
   by_seq_.emplace_hint(by_seq_.end(), job->seq, job.get());  // seq only grows
   if (!job->idempotency_key.empty()) by_key_[job->idempotency_key] = job.get();
+  job->registered = true;
   by_id_.emplace(job->id, std::move(job));
 }
 
@@ -29,6 +30,7 @@ void job_registry::drop(const job_id& id) {
   if (it == by_id_.end()) return;
   job_record& job = *it->second;
   if (is_terminal(job.state)) --retained_;
+  job.registered = false;
   by_seq_.erase(job.seq);
   if (!job.idempotency_key.empty()) {
     auto key = by_key_.find(job.idempotency_key);
@@ -37,8 +39,8 @@ void job_registry::drop(const job_id& id) {
   by_id_.erase(it);
 }
 
-void job_registry::retain(const job_record& job, steady_clock::time_point expires_at) {
-  if (!is_current(job.id)) return;  // deleted while it ran
+void job_registry::retain(job_record& job, steady_clock::time_point expires_at) {
+  if (!job.registered) return;  // deleted while it ran
   ++retained_;
   finish_order_.push_back(job.id);
   expiries_.emplace(expires_at, job.id);

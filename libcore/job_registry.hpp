@@ -43,7 +43,7 @@ class job_registry {
 
   // `job` has just finished: keep it until `expires_at`, then forget it. Evicts the oldest
   // finished jobs while more than `max_retained` are kept.
-  void retain(const job_record& job, steady_clock::time_point expires_at);
+  void retain(job_record& job, steady_clock::time_point expires_at);
   // Forgets finished jobs whose retention has passed; returns how many.
   std::size_t expire(steady_clock::time_point now);
 

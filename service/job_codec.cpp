@@ -327,7 +327,11 @@ void write_job(fmt::memory_buffer& out, const job_snapshot& job) {
     append(out, "null");
   }
   append(out, ",\"result\":");
-  write_result(out, job.result);
+  if (job.result) {
+    write_result(out, *job.result);
+  } else {
+    append(out, "null");
+  }
   append(out, ",\"error\":");
   if (job.error) {
     append(out, "{\"type\":");

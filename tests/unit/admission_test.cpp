@@ -15,10 +15,10 @@ using namespace test;
 
 TEST(Admission, GrantsAtOnceWhileSlotsAreFreeThenQueues) {
   net::io_context io;
-  admission a(2, 2);
-  auto t1 = a.admit(io.get_executor());
-  auto t2 = a.admit(io.get_executor());
-  auto t3 = a.admit(io.get_executor());
+  admission a(2, 2, io.get_executor());
+  auto t1 = a.admit();
+  auto t2 = a.admit();
+  auto t3 = a.admit();
   EXPECT_TRUE(t1->granted());
   EXPECT_TRUE(t2->granted());
   EXPECT_FALSE(t3->granted());
@@ -30,11 +30,11 @@ TEST(Admission, GrantsAtOnceWhileSlotsAreFreeThenQueues) {
 
 TEST(Admission, GrantsQueuedTicketsInFifoOrder) {
   net::io_context io;
-  admission a(1, 3);
-  auto t1 = a.admit(io.get_executor());
-  auto t2 = a.admit(io.get_executor());
-  auto t3 = a.admit(io.get_executor());
-  auto t4 = a.admit(io.get_executor());
+  admission a(1, 3, io.get_executor());
+  auto t1 = a.admit();
+  auto t2 = a.admit();
+  auto t3 = a.admit();
+  auto t4 = a.admit();
   ASSERT_TRUE(t1->granted());
   EXPECT_FALSE(a.has_room(1));
 
@@ -62,10 +62,10 @@ TEST(Admission, GrantsQueuedTicketsInFifoOrder) {
 
 TEST(Admission, WithdrawFreesAQueuePlaceAndSkipsTheTicket) {
   net::io_context io;
-  admission a(1, 2);
-  auto t1 = a.admit(io.get_executor());
-  auto t2 = a.admit(io.get_executor());
-  auto t3 = a.admit(io.get_executor());
+  admission a(1, 2, io.get_executor());
+  auto t1 = a.admit();
+  auto t2 = a.admit();
+  auto t3 = a.admit();
   EXPECT_FALSE(a.has_room(1));
 
   a.withdraw(*t2);
@@ -83,9 +83,9 @@ TEST(Admission, WithdrawFreesAQueuePlaceAndSkipsTheTicket) {
 
 TEST(Admission, ReleaseOfAnUngrantedTicketChangesNothing) {
   net::io_context io;
-  admission a(1, 1);
-  auto t1 = a.admit(io.get_executor());
-  auto t2 = a.admit(io.get_executor());
+  admission a(1, 1, io.get_executor());
+  auto t1 = a.admit();
+  auto t2 = a.admit();
   a.release(*t2);  // queued, holds no slot
   EXPECT_TRUE(t1->granted());
   EXPECT_FALSE(t2->granted());
@@ -95,10 +95,10 @@ TEST(Admission, ReleaseOfAnUngrantedTicketChangesNothing) {
 
 TEST(Admission, WaitCompletesWhenTheSlotIsPassedOnAndThrowsWhenWithdrawn) {
   net::io_context io;
-  admission a(1, 2);
-  auto t1 = a.admit(io.get_executor());
-  auto t2 = a.admit(io.get_executor());
-  auto t3 = a.admit(io.get_executor());
+  admission a(1, 2, io.get_executor());
+  auto t1 = a.admit();
+  auto t2 = a.admit();
+  auto t3 = a.admit();
   bool t2_woke = false, t3_aborted = false;
   net::co_spawn(
       io,

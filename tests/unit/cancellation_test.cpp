@@ -34,7 +34,7 @@ TEST_F(engine_test, CancelRunningJobAwaitsItsCleanupThenReportsCancelled) {
     EXPECT_TRUE(done.cancel_requested);
     EXPECT_EQ(done.error, (job_error{"cancelled", "user asked"}));
     EXPECT_TRUE(done.finished_at.has_value());
-    EXPECT_TRUE(done.result.is_null());
+    EXPECT_EQ(done.result, nullptr);
     EXPECT_GE(elapsed, 90.0);
     EXPECT_LE(elapsed, 1000.0);
     EXPECT_EQ(eng().running(), 0u);

@@ -165,9 +165,9 @@ TEST_F(engine_test, PrimesJobCountsPrimes) {
     auto b = co_await eng().get(big, 10000ms);
     EXPECT_EQ(s.state, job_state::succeeded);
     EXPECT_EQ(s.kind, job_kind::compute);
-    EXPECT_EQ(s.result, (json{{"count", 25}}));
+    EXPECT_EQ(result_of(s), (json{{"count", 25}}));
     EXPECT_EQ(b.state, job_state::succeeded);
-    EXPECT_EQ(b.result, (json{{"count", 78498}}));
+    EXPECT_EQ(result_of(b), (json{{"count", 78498}}));
   });
 }
 
@@ -180,15 +180,15 @@ TEST_F(engine_test, Sha256JobHashesInRounds) {
     auto r2 = co_await eng().get(two, 10000ms);
     auto rm = co_await eng().get(many, 10000ms);
     EXPECT_EQ(r1.state, job_state::succeeded);
-    EXPECT_EQ(r1.result,
+    EXPECT_EQ(result_of(r1),
               (json{{"hex", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}}));
 
     // Round 2 hashes the raw 32-byte digest of round 1 (not its hex text).
     unsigned char d1[SHA256_DIGEST_LENGTH], d2[SHA256_DIGEST_LENGTH];
     SHA256(reinterpret_cast<const unsigned char*>("abc"), 3, d1);
     SHA256(d1, sizeof d1, d2);
-    EXPECT_EQ(r2.result, (json{{"hex", hex(d2, sizeof d2)}}));
-    EXPECT_EQ(rm.result, (json{{"hex", reference_chain("abc", 50000)}}));
+    EXPECT_EQ(result_of(r2), (json{{"hex", hex(d2, sizeof d2)}}));
+    EXPECT_EQ(result_of(rm), (json{{"hex", reference_chain("abc", 50000)}}));
   });
 }
 

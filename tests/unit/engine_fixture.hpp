@@ -82,6 +82,11 @@ inline job_spec sleep_spec(millis duration) {
   s.params = p;
   return s;
 }
+// A job's result as JSON (null when it has none).
+inline json result_of(const job_snapshot& job) {
+  return job.result ? *job.result : json();
+}
+
 inline sleep_params& sleep_of(job_spec& s) {
   return std::get<sleep_params>(s.params);
 }

@@ -76,7 +76,7 @@ TEST_F(GatherTest, AllCompletedKeepsInputOrderUnderOutOfOrderCompletion) {
     EXPECT_TRUE(all_distinct_ids(r));
     for (int i = 0; i < 3; ++i) {
       EXPECT_EQ(r.jobs[i].state, job_state::succeeded) << i;
-      EXPECT_EQ(r.jobs[i].result, (json{{"tag", i}})) << "jobs[] must be in input order, " << i;
+      EXPECT_EQ(result_of(r.jobs[i]), (json{{"tag", i}})) << "jobs[] must be in input order, " << i;
     }
     EXPECT_EQ(r.done, (idx{1, 2, 0}));  // completion order
     EXPECT_TRUE(r.pending.empty());
@@ -96,9 +96,9 @@ TEST_F(GatherTest, AllCompletedMixesExistingIdsAndInlineSpecs) {
     auto r = co_await eng().gather(std::move(es), options());
     require(r.jobs.size() == 3, "three jobs reported");
     EXPECT_EQ(r.jobs[1].id, existing);
-    EXPECT_EQ(r.jobs[1].result, (json{{"tag", 7}}));
-    EXPECT_EQ(r.jobs[0].result, (json{{"tag", 0}}));
-    EXPECT_EQ(r.jobs[2].result, (json{{"tag", 2}}));
+    EXPECT_EQ(result_of(r.jobs[1]), (json{{"tag", 7}}));
+    EXPECT_EQ(result_of(r.jobs[0]), (json{{"tag", 0}}));
+    EXPECT_EQ(result_of(r.jobs[2]), (json{{"tag", 2}}));
     EXPECT_EQ(r.done, (idx{0, 1, 2}));
     EXPECT_EQ(r.outcome, gather_outcome::completed);
     auto page = co_await eng().list(query());
@@ -587,7 +587,7 @@ TEST_F(GatherTest, AnInlineSpecWithAUsedIdempotencyKeyGathersTheExistingJob) {
     auto r = co_await eng().gather(std::move(es), options());
     require(r.jobs.size() == 2, "two jobs reported");
     EXPECT_EQ(r.jobs[0].id, first);
-    EXPECT_EQ(r.jobs[0].result, (json{{"tag", 1}}));
+    EXPECT_EQ(result_of(r.jobs[0]), (json{{"tag", 1}}));
     EXPECT_EQ((co_await eng().list(query())).jobs.size(), 2u);
   });
 }
