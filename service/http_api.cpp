@@ -41,13 +41,15 @@ std::string new_request_id() {
 }  // namespace
 
 http_api::http_api(const config& c, core::engine& engine, core::coordinator& coordinator,
-                   core::fetch::fetcher& fetcher, metrics& m, fetch_metrics& fm)
+                   core::fetch::fetcher& fetcher, metrics& m, fetch_metrics& fm,
+                   boost::asio::any_io_executor encoder)
     : config_(c),
       engine_(engine),
       coordinator_(coordinator),
       fetcher_(fetcher),
       metrics_(m),
       fetch_metrics_(fm),
+      encoder_(std::move(encoder)),
       limits_{c.max_retention,
               fetch_limits{c.fetch_timeout, c.fetch_default_body_bytes, c.fetch_max_body_bytes,
                            c.fetch_max_redirects, c.fetch_max_requests, c.fetch_max_concurrency}} {}

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/any_io_executor.hpp>
 
 #include "libcore/engine.hpp"
 #include "libcore/fetch/fetcher.hpp"
@@ -24,8 +25,11 @@ struct gather_stream;  // handlers/gather.cpp
 
 class http_api {
  public:
+  // `encoder`: where large gather answers are written while their jobs finish; best an I/O
+  // thread other than the engine's, so the two run side by side.
   http_api(const config& c, core::engine& engine, core::coordinator& coordinator,
-           core::fetch::fetcher& fetcher, metrics& m, fetch_metrics& fm);
+           core::fetch::fetcher& fetcher, metrics& m, fetch_metrics& fm,
+           boost::asio::any_io_executor encoder);
 
   // Never throws: every failure becomes a problem response.
   core::awaitable<http_response> handle(http_request request);
@@ -91,6 +95,7 @@ class http_api {
   core::fetch::fetcher& fetcher_;
   metrics& metrics_;
   fetch_metrics& fetch_metrics_;
+  boost::asio::any_io_executor encoder_;
   spec_limits limits_;
   std::atomic<readiness> readiness_{readiness::starting};
   std::atomic<std::size_t> websockets_{0};

@@ -136,7 +136,8 @@ int main(int argc, char* argv[]) {
       m.set_primitives(primitives.stats());
       m.set_log_dropped(log::dropped());
     });
-    http_api api(c, engine, primitives, fetcher, meter, fetch_meter);
+    http_api api(c, engine, primitives, fetcher, meter, fetch_meter,
+                 io.executors().back());  // the engine's is the first
     ws_services websockets{c, api, feed, meter};
     server srv(io, c, api, meter, websockets);
     try {

@@ -320,6 +320,64 @@ class Timeout(GatherTestCase):
         self.assertLess(res["elapsed_ms"], 1500, res)
 
 
+class LargeGathers(GatherTestCase):
+    """Gathers of 256 jobs or more write each job's JSON as it finishes, on another thread, and
+    the rest at the end: the answer must be the same as one written at the end."""
+
+    def setUp(self):
+        self.srv = self.start("--max-gather", "2000", "--max-running", "2000")
+
+    def assertSameAsGet(self, res, indices):
+        for i in indices:
+            job = res["jobs"][i]
+            self.assertEqual(job, self.srv.get_job(job["id"]), f"jobs[{i}] differs from its GET")
+
+    def test_input_order_kept_when_jobs_finish_out_of_order(self):
+        n = 1000
+        jobs = []
+        for i in range(n):
+            params = {"result": {"i": i}}
+            if i % 97 == 0:
+                params = {"fail": f"job {i} fails"}
+            jobs.append({**sleep_spec((i * 37) % 200, **params), "labels": {"i": str(i)}})
+        res, _ = self.gather(self.srv, {"jobs": jobs}, timeout=30)
+        self.assertEqual(res["outcome"], "completed", res["outcome"])
+        self.assertEqual(res["pending"], [])
+        for i, job in enumerate(res["jobs"]):
+            self.assertEqual(job["labels"], {"i": str(i)}, f"jobs[{i}] is not entry {i}")
+            if i % 97 == 0:
+                self.assertEqual(job["state"], "failed", job)
+                self.assertEqual(job["error"], {"type": "failed", "message": f"job {i} fails"})
+            else:
+                self.assertEqual(job["state"], "succeeded", job)
+                self.assertEqual(job["result"], {"i": i}, job)
+        # Completion order follows the durations, not the input order.
+        durations = [(i * 37) % 200 for i in res["done"]]
+        self.assertNotEqual(res["done"], sorted(res["done"]))
+        self.assertLessEqual(sum(a > b + 20 for a, b in zip(durations, durations[1:])), 5, durations)
+        self.assertSameAsGet(res, range(0, n, 7))
+
+    def test_timeout_writes_pending_and_cancelled_jobs_as_they_are(self):
+        n = 600
+        jobs = [sleep_spec(20 if i % 2 else 5000, result=i) for i in range(n)]
+        res, _ = self.gather(self.srv, {"jobs": jobs, "timeout_ms": 400}, timeout=30)
+        self.assertEqual(res["outcome"], "timed_out", res["outcome"])
+        self.assertEqual(sorted(res["done"]), list(range(1, n, 2)))
+        self.assertEqual(res["pending"], list(range(0, n, 2)))
+        for i, job in enumerate(res["jobs"]):
+            self.assertEqual(job["state"], "succeeded" if i % 2 else "running", job)
+        self.assertSameAsGet(res, range(1, n, 10))
+
+        res, _ = self.gather(self.srv, {"jobs": jobs, "timeout_ms": 400, "cancel_pending": True},
+                             timeout=30)
+        self.assertEqual(res["outcome"], "timed_out", res["outcome"])
+        self.assertEqual(res["pending"], [])
+        for i, job in enumerate(res["jobs"]):
+            self.assertEqual(job["state"], "succeeded" if i % 2 else "cancelled", job)
+            self.assertEqual(job["result"], i if i % 2 else None, job)
+        self.assertSameAsGet(res, range(0, n, 10))
+
+
 class Entries(GatherTestCase):
     def test_existing_id_and_inline_specs(self):
         srv = self.start()

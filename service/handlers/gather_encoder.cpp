@@ -1,0 +1,87 @@
+#include "service/handlers/gather_encoder.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "service/job_codec.hpp"
+
+namespace gatherd::service {
+
+namespace net = boost::asio;
+
+namespace {
+constexpr std::size_t job_text_size = 320;  // a finished sleep job is ~310 bytes of JSON
+constexpr std::size_t wake_batch = 256;
+}  // namespace
+
+gather_encoder::gather_encoder(net::any_io_executor ex, std::size_t count)
+    : ex_(net::make_strand(std::move(ex))), at_(count) {
+  ready_.reserve(count);
+  encoded_.reserve(count * job_text_size);
+}
+
+void gather_encoder::add(std::size_t index, const core::job_snapshot& job) {
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    used_ = true;
+    ready_.emplace_back(index, job);
+    // Wake ex_ for a batch, not for each job: a wake-up is a syscall on the engine's thread.
+    // What is left when the gather ends is written by write_jobs.
+    if (ready_.size() < wake_batch) return;
+    if (std::exchange(encoding_, true)) return;  // the running encode_ready() will take it
+  }
+  net::post(ex_, [self = shared_from_this()] { self->encode_ready(); });
+}
+
+void gather_encoder::encode_ready() {
+  std::vector<std::pair<std::size_t, core::job_snapshot>> batch;
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_ || ready_.empty()) {
+        encoding_ = false;
+        return;
+      }
+      batch.swap(ready_);
+    }
+    for (const auto& [index, job] : batch) {
+      const std::size_t start = encoded_.size();
+      write_job(encoded_, job);
+      at_[index] = {start, encoded_.size() - start};
+    }
+    batch.clear();
+  }
+}
+
+core::awaitable<void> gather_encoder::write_jobs(fmt::memory_buffer& out,
+                                                 const std::vector<core::job_snapshot>& jobs) {
+  bool used = false;
+  {
+    std::lock_guard lock(mutex_);
+    used = used_;
+  }
+  if (used) {
+    // Close on ex_ itself: no encode_ready() runs meanwhile, and one that runs later finds the
+    // encoder closed. The hop back makes what ex_ wrote visible here.
+    auto close = [self = shared_from_this()]() -> core::awaitable<void> {
+      std::lock_guard lock(self->mutex_);
+      self->closed_ = true;
+      self->ready_.clear();  // left to the loop below, from the final snapshots
+      co_return;
+    };  // (named: g++ 12 destroys a temporary in a co_await's arguments twice)
+    co_await net::co_spawn(ex_, std::move(close), net::use_awaitable);
+  }
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    if (i) out.push_back(',');
+    if (const auto [start, size] = at_[i]; size > 0) {
+      out.append(encoded_.data() + start, encoded_.data() + start + size);
+    } else {
+      write_job(out, jobs[i]);
+    }
+  }
+}
+
+}  // namespace gatherd::service

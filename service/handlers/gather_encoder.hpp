@@ -1,0 +1,47 @@
+// Writes a gather's answer while its jobs still finish. The engine reports each job as it is
+// done (on its strand); the encoder writes that job's JSON on another executor, beside the
+// strand, so that when the last job is done most of a 10,000-job answer is already written
+// and only the rest, and the copy into input order, is left.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "libcore/asio.hpp"
+#include "libcore/job.hpp"
+
+namespace gatherd::service {
+
+class gather_encoder : public std::enable_shared_from_this<gather_encoder> {
+ public:
+  // `ex`: where jobs are encoded; it must run one handler at a time (an I/O thread).
+  gather_encoder(boost::asio::any_io_executor ex, std::size_t count);
+
+  // From the engine strand (gather_progress::done): jobs[index] is done, as `job`.
+  void add(std::size_t index, const core::job_snapshot& job);
+
+  // Once the gather returned: writes every job of `jobs` (input order) as a JSON array
+  // element list, reusing what was encoded and encoding the rest.
+  core::awaitable<void> write_jobs(fmt::memory_buffer& out,
+                                   const std::vector<core::job_snapshot>& jobs);
+
+ private:
+  void encode_ready();  // on ex_
+
+  boost::asio::any_io_executor ex_;
+  std::mutex mutex_;  // guards ready_ and the flags
+  std::vector<std::pair<std::size_t, core::job_snapshot>> ready_;  // done, not yet encoded
+  bool used_ = false;      // add() was called: ex_ may have encoded something
+  bool encoding_ = false;  // an encode_ready() is posted or running
+  bool closed_ = false;    // write_jobs took over: nothing more is encoded here
+  // Only ever touched on ex_ (and after write_jobs, by its caller).
+  fmt::memory_buffer encoded_;                          // jobs in completion order
+  std::vector<std::pair<std::size_t, std::size_t>> at_;  // by index: offset, size (0: not yet)
+};
+
+}  // namespace gatherd::service
