@@ -98,7 +98,7 @@ awaitable<submission> engine::do_submit(job_spec spec) {
   }
   if (auto existing = replay(spec)) co_return submission{existing->snapshot(), false};
   check_room(1);
-  co_return submission{create(std::move(spec))->snapshot(), true};
+  co_return submission{create(std::move(spec), instant::now())->snapshot(), true};
 }
 
 awaitable<std::vector<submission>> engine::do_submit_batch(std::vector<job_spec> specs) {
@@ -141,11 +141,12 @@ std::vector<std::pair<engine::record_ptr, bool>> engine::admit_all(
   check_room(fresh);
   std::vector<std::pair<record_ptr, bool>> out;
   out.reserve(specs.size());
+  const instant admitted = instant::now();
   for (job_spec* spec : specs) {
     if (auto existing = replay(*spec)) {  // also a key repeated within the batch
       out.emplace_back(std::move(existing), false);
     } else {
-      out.emplace_back(create(std::move(*spec)), true);
+      out.emplace_back(create(std::move(*spec), admitted), true);
     }
   }
   return out;
@@ -171,12 +172,12 @@ void engine::check_room(std::size_t n) {
                          std::to_string(n) + " more");
 }
 
-engine::record_ptr engine::create(job_spec spec) {
+engine::record_ptr engine::create(job_spec&& spec, instant admitted) {
   auto job = std::make_shared<job_record>();
   job->id = job_id::random();
   job->seq = next_seq_++;
   job->kind = spec.kind();
-  job->created_at = wall_clock::now();
+  job->created_at = admitted.wall;
   job->labels = std::move(spec.labels);
   job->retention = spec.retention.value_or(config_.default_retention);
   if (!spec.idempotency_key.empty()) {
@@ -185,12 +186,12 @@ engine::record_ptr engine::create(job_spec spec) {
   }
   job->run = std::make_unique<job_run>(std::move(spec));
   job->run->ticket = admission_.admit();
-  job->run->admitted_at = steady_clock::now();
+  job->run->admitted_at = admitted.steady;
   registry_.add(job);
   unfinished_.insert(job.get());
   ++n_queued_;
   observer_->job_submitted(*job);
-  if (job->run->ticket->granted()) mark_running(*job);
+  if (job->run->ticket->granted()) mark_running(*job, admitted);
   update_gauges();
 
   if (job->run->ticket->granted() && is_plain_sleep(job->run->spec)) {
@@ -319,12 +320,12 @@ awaitable<json> engine::run_kind(const job_spec& spec, int attempt) {
   }
 }
 
-void engine::mark_running(job_record& job) {
+void engine::mark_running(job_record& job, instant started) {
   job.state = job_state::running;
-  job.started_at = wall_clock::now();
+  job.started_at = started.wall;
   --n_queued_;
   ++n_running_;
-  observer_->job_started(job, steady_clock::now() - job.run->admitted_at);
+  observer_->job_started(job, started.steady - job.run->admitted_at);
   update_gauges();
 }
 

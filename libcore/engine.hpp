@@ -94,7 +94,7 @@ class engine {
   // An existing job for an idempotent resubmission of `spec`, or null; throws on a conflict.
   record_ptr replay(const job_spec& spec) const;
   void check_room(std::size_t n);
-  record_ptr create(job_spec spec);
+  record_ptr create(job_spec&& spec, instant admitted);
   awaitable<void> run_job(record_ptr job);
   awaitable<job_outcome> run_admitted(record_ptr job);
   awaitable<job_outcome> run_attempts(record_ptr job);
@@ -107,7 +107,7 @@ class engine {
   void plain_sleep_done(const record_ptr& job, boost::system::error_code ec);
   void arm_sleep_timer();
   void wake_sleepers();
-  void mark_running(job_record& job);
+  void mark_running(job_record& job, instant started = instant::now());
   void request_cancel(job_record& job, std::string reason);
   void finish(job_record& job, job_outcome outcome);
   void job_exited(record_ptr job);

@@ -28,7 +28,7 @@ class completion_listener {
 };
 
 struct job_run {
-  explicit job_run(job_spec s) : spec(std::move(s)) {}
+  explicit job_run(job_spec&& s) : spec(std::move(s)) {}
   job_spec spec;
   std::unique_ptr<admission::ticket> ticket;
   net::cancellation_signal cancel;

@@ -1,5 +1,6 @@
 #include "service/log.hpp"
 
+#include <atomic>
 #include <spdlog/async.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -12,6 +13,13 @@ namespace {
 
 std::shared_ptr<spdlog::logger> logger;
 bool json_format = true;
+// The logger's level, read without going through the logger: every job transition asks.
+std::atomic<int> threshold{spdlog::level::off};
+
+void set_threshold(spdlog::level::level_enum l) {
+  logger->set_level(l);
+  threshold.store(l, std::memory_order_relaxed);
+}
 
 spdlog::level::level_enum to_spdlog(level l) {
   switch (l) {
@@ -38,13 +46,14 @@ void init(const config& c) {
   logger->set_pattern(json_format ? R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l",%v})"
                                   : "%Y-%m-%dT%H:%M:%S.%eZ %-5l %v",
                       spdlog::pattern_time_type::utc);
-  logger->set_level(spdlog::level::from_str(c.log_level));
+  set_threshold(spdlog::level::from_str(c.log_level));
   logger->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(logger);
 }
 
 void shutdown() {
   if (logger) logger->flush();
+  threshold.store(spdlog::level::off, std::memory_order_relaxed);
   spdlog::shutdown();
   logger.reset();
 }
@@ -58,13 +67,13 @@ void announce(std::string_view msg, std::string_view key1, std::string_view valu
               std::string_view key2, std::int64_t value2) {
   if (!logger || logger->level() == spdlog::level::off) return;
   const auto configured = logger->level();
-  logger->set_level(std::min(configured, spdlog::level::info));
+  set_threshold(std::min(configured, spdlog::level::info));
   info(msg).add(key1, value1).add(key2, value2);
-  logger->set_level(configured);
+  set_threshold(configured);
 }
 
 event::event(level lvl, std::string_view msg)
-    : enabled_(logger && logger->should_log(to_spdlog(lvl))), level_(lvl) {
+    : enabled_(to_spdlog(lvl) >= threshold.load(std::memory_order_relaxed)), level_(lvl) {
   if (!enabled_) return;
   if (json_format) {
     line_.append(std::string_view("\"msg\":"));

@@ -221,15 +221,18 @@ core::awaitable<http_response> http_api::gather(const http_request& req, const r
   const core::gather_result& result = *kept;
   record_gather(result, count, req.request_id);
 
-  fmt::memory_buffer out;
-  out.reserve(result.jobs.size() * 320 + 256);  // a job object is ~310 bytes: no regrowth
-  out.append(std::string_view(R"({"jobs":[)"));
-  co_await encoder->write_jobs(out, result.jobs);
-  out.append(std::string_view("],"));
-  write_summary_fields(out, result);
-  out.push_back('}');
+  // Written straight into the body (3 MB for 10,000 jobs: one copy, not two).
+  std::string text;
+  text.reserve(result.jobs.size() * 320 + 256);  // a job object is ~310 bytes: no regrowth
+  text.append(R"({"jobs":[)");
+  co_await encoder->write_jobs(text, result.jobs);
+  fmt::memory_buffer tail;
+  tail.append(std::string_view("],"));
+  write_summary_fields(tail, result);
+  tail.push_back('}');
+  text.append(tail.data(), tail.size());
   http_response res;
-  res.body = fmt::to_string(out);
+  res.body = std::move(text);
   res.release_after_write = {document, kept, encoder};  // 10,000 jobs take ms to free
   co_return res;
 }

@@ -56,7 +56,7 @@ void gather_encoder::encode_ready() {
   }
 }
 
-core::awaitable<void> gather_encoder::write_jobs(fmt::memory_buffer& out,
+core::awaitable<void> gather_encoder::write_jobs(std::string& out,
                                                  const std::vector<core::job_snapshot>& jobs) {
   bool used = false;
   {
@@ -74,12 +74,15 @@ core::awaitable<void> gather_encoder::write_jobs(fmt::memory_buffer& out,
     };  // (named: g++ 12 destroys a temporary in a co_await's arguments twice)
     co_await net::co_spawn(ex_, std::move(close), net::use_awaitable);
   }
+  fmt::memory_buffer one;
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     if (i) out.push_back(',');
     if (const auto [start, size] = at_[i]; size > 0) {
-      out.append(encoded_.data() + start, encoded_.data() + start + size);
+      out.append(encoded_.data() + start, size);
     } else {
-      write_job(out, jobs[i]);
+      one.clear();
+      write_job(one, jobs[i]);
+      out.append(one.data(), one.size());
     }
   }
 }

@@ -9,6 +9,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -25,10 +26,9 @@ class gather_encoder : public std::enable_shared_from_this<gather_encoder> {
   // From the engine strand (gather_progress::done): jobs[index] is done, as `job`.
   void add(std::size_t index, const core::job_snapshot& job);
 
-  // Once the gather returned: writes every job of `jobs` (input order) as a JSON array
-  // element list, reusing what was encoded and encoding the rest.
-  core::awaitable<void> write_jobs(fmt::memory_buffer& out,
-                                   const std::vector<core::job_snapshot>& jobs);
+  // Once the gather returned: appends every job of `jobs` (input order) to `out`, comma
+  // separated, reusing what was encoded and encoding the rest.
+  core::awaitable<void> write_jobs(std::string& out, const std::vector<core::job_snapshot>& jobs);
 
  private:
   void encode_ready();  // on ex_
