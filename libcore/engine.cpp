@@ -259,7 +259,8 @@ awaitable<job_outcome> engine::run_attempts(record_ptr job) {
     try {
       // (co_await kept out of braced initialisers: g++ 12 miscompiles those)
       json result = co_await run_attempt(job, attempt);
-      co_return job_outcome{job_state::succeeded, std::move(result), {}};
+      co_return job_outcome{job_state::succeeded, std::make_shared<const json>(std::move(result)),
+                            {}};
     } catch (const job_failure& f) {
       error = {f.type(), f.what()};
       retryable = f.retryable();
@@ -351,7 +352,7 @@ void engine::finish(job_record& job, job_outcome outcome) {
   if (is_terminal(job.state)) return;  // e.g. cancelled while queued, before its coroutine ended
   (job.state == job_state::queued ? n_queued_ : n_running_)--;
   job.state = outcome.state;
-  if (!outcome.result.is_null()) job.result = std::make_shared<const json>(std::move(outcome.result));
+  job.result = std::move(outcome.result);
   if (outcome.error) job.error = std::make_unique<job_error>(std::move(*outcome.error));
   job.finished_at = wall_clock::now();
   registry_.retain(job, steady_clock::now() + job.retention);

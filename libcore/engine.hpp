@@ -105,6 +105,7 @@ class engine {
   void start_plain_sleep(record_ptr job);
   void cancel_plain_sleep(job_run& run);
   void plain_sleep_done(const record_ptr& job, boost::system::error_code ec);
+  std::shared_ptr<const json> plain_sleep_result(const sleep_params& params);
   void arm_sleep_timer();
   void wake_sleepers();
   void mark_running(job_record& job, instant started = instant::now());
@@ -128,6 +129,9 @@ class engine {
   sleep_queue sleeping_;           // plain sleeps by deadline
   net::steady_timer sleep_timer_;  // armed for the first deadline of sleeping_
   std::optional<steady_clock::time_point> sleep_timer_for_;  // the deadline it is armed for
+  // The default result of the last plain sleep, shared by the next ones of the same duration.
+  std::shared_ptr<const json> slept_result_;
+  millis slept_for_{-1};
   std::mt19937_64 rng_;
   std::uint64_t next_seq_ = 1;
   std::size_t n_queued_ = 0;

@@ -201,10 +201,13 @@ awaitable<gather_result> engine::do_gather(std::vector<gather_entry> entries,
   // Leave no listener behind on jobs that outlive this gather.
   for (const auto& job : jobs) {
     if (!job->run) continue;
-    std::erase_if(job->run->listeners, [&](const std::weak_ptr<completion_listener>& w) {
-      const auto listener = w.lock();
-      return !listener || listener == state;
-    });
+    auto& listeners = job->run->listeners;
+    listeners.erase(std::remove_if(listeners.begin(), listeners.end(),
+                                   [&](const std::weak_ptr<completion_listener>& w) {
+                                     const auto listener = w.lock();
+                                     return !listener || listener == state;
+                                   }),
+                    listeners.end());
   }
 
   gather_result result;

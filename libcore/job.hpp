@@ -106,7 +106,7 @@ class job_failure : public std::runtime_error {
 
 struct job_outcome {
   job_state state = job_state::succeeded;
-  json result;
+  std::shared_ptr<const json> result;  // what the job's record and snapshots will share
   std::optional<job_error> error;
 };
 

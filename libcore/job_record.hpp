@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/container/small_vector.hpp>
 #include <map>
 #include <memory>
 #include <optional>
@@ -35,7 +36,7 @@ struct job_run {
   bool cancel_emitted = false;
   std::string cancel_reason;  // the first reason given wins
   steady_clock::time_point admitted_at;
-  std::vector<std::weak_ptr<completion_listener>> listeners;
+  boost::container::small_vector<std::weak_ptr<completion_listener>, 1> listeners;  // mostly 0-1
   // A plain sleep runs without a coroutine (engine_plain_sleep.cpp): its place in the engine's
   // sleep queue while it waits. Empty for other jobs, and for plain sleeps of 0 ms.
   std::optional<sleep_queue::iterator> sleeping;

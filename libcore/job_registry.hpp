@@ -34,7 +34,10 @@ class job_registry {
  public:
   using record_ptr = std::shared_ptr<job_record>;
 
-  explicit job_registry(std::size_t max_retained) : max_retained_(max_retained) {}
+  // Sized for `max_retained` jobs up front: no rehash of a large table while it fills.
+  explicit job_registry(std::size_t max_retained) : max_retained_(max_retained) {
+    by_id_.reserve(max_retained);
+  }
 
   record_ptr find(const job_id& id) const;
   record_ptr find_by_key(const std::string& key) const;

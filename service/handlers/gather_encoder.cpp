@@ -18,19 +18,26 @@ constexpr std::size_t wake_batch = 256;
 
 gather_encoder::gather_encoder(net::any_io_executor ex, std::size_t count)
     : ex_(net::make_strand(std::move(ex))), at_(count) {
-  ready_.reserve(count);
+  staged_.reserve(wake_batch);
   encoded_.reserve(count * job_text_size);
 }
 
 void gather_encoder::add(std::size_t index, const core::job_snapshot& job) {
+  // Handed over a batch at a time, not a job: a lock per job would slow the engine's thread,
+  // and a wake-up of ex_ is a syscall. What is left when the gather ends, write_jobs writes.
+  staged_.emplace_back(index, job);
+  if (staged_.size() < wake_batch) return;
   {
     std::lock_guard lock(mutex_);
     if (closed_) return;
     used_ = true;
-    ready_.emplace_back(index, job);
-    // Wake ex_ for a batch, not for each job: a wake-up is a syscall on the engine's thread.
-    // What is left when the gather ends is written by write_jobs.
-    if (ready_.size() < wake_batch) return;
+    if (ready_.empty()) {
+      ready_.swap(staged_);
+    } else {
+      ready_.insert(ready_.end(), std::make_move_iterator(staged_.begin()),
+                    std::make_move_iterator(staged_.end()));
+    }
+    staged_.clear();
     if (std::exchange(encoding_, true)) return;  // the running encode_ready() will take it
   }
   net::post(ex_, [self = shared_from_this()] { self->encode_ready(); });

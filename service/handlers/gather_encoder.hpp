@@ -23,7 +23,7 @@ class gather_encoder : public std::enable_shared_from_this<gather_encoder> {
   // `ex`: where jobs are encoded; it must run one handler at a time (an I/O thread).
   gather_encoder(boost::asio::any_io_executor ex, std::size_t count);
 
-  // From the engine strand (gather_progress::done): jobs[index] is done, as `job`.
+  // From the engine strand only (gather_progress::done): jobs[index] is done, as `job`.
   void add(std::size_t index, const core::job_snapshot& job);
 
   // Once the gather returned: appends every job of `jobs` (input order) to `out`, comma
@@ -34,6 +34,7 @@ class gather_encoder : public std::enable_shared_from_this<gather_encoder> {
   void encode_ready();  // on ex_
 
   boost::asio::any_io_executor ex_;
+  std::vector<std::pair<std::size_t, core::job_snapshot>> staged_;  // add()'s, not handed over
   std::mutex mutex_;  // guards ready_ and the flags
   std::vector<std::pair<std::size_t, core::job_snapshot>> ready_;  // done, not yet encoded
   bool used_ = false;      // add() was called: ex_ may have encoded something
