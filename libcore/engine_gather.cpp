@@ -83,7 +83,7 @@ class gather_state : public completion_listener {
     is_done_[i] = true;
     done_.push_back(i);
     if (jobs_[i]->state != job_state::succeeded) ++failures_;
-    if (progress_.done) progress_.done(i, jobs_[i]->snapshot());
+    if (progress_.done) progress_.done(i, jobs_[i]);
   }
 
   std::vector<job_registry::record_ptr> jobs_;

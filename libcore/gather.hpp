@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <variant>
 #include <vector>
@@ -24,13 +25,16 @@ struct gather_options {
   std::optional<millis> timeout;
 };
 
+struct job_record;
+
 // Hooks called on the engine strand while a gather runs (for as_completed streaming); they must
 // be quick and must not block. `started`: every id was found and every inline spec admitted,
-// nothing can be refused any more. `done`: a job is done (input index, the job as it ended), in
-// completion order.
+// nothing can be refused any more. `done`: a job is done (input index, its record), in
+// completion order. The record is final: nothing its snapshot() reads changes any more, so it
+// may be kept and read (snapshot()) on any thread.
 struct gather_progress {
   std::function<void()> started;
-  std::function<void(std::size_t index, const job_snapshot& job)> done;
+  std::function<void(std::size_t index, const std::shared_ptr<const job_record>& job)> done;
 };
 
 // `abandoned`: the caller stopped waiting (its client went away) before the wait ended; the

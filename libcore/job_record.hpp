@@ -1,6 +1,8 @@
 // A job as the engine keeps it. Everything a finished job needs is kept compactly here; what
 // only an unfinished job needs (its spec, cancellation signal, run slot) lives in `run` and
 // is dropped when the job's coroutine ends, so retained jobs stay small.
+// The engine's strand owns a record. Once the job is terminal, the fields snapshot() reads never
+// change again: a terminal record handed to another thread (gather_progress) may be read there.
 #pragma once
 
 #include <boost/asio/cancellation_signal.hpp>

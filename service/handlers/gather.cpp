@@ -106,9 +106,9 @@ core::awaitable<void> http_api::stream_gather(std::vector<core::gather_entry> en
                                               std::string request_id) {
   core::gather_progress progress;
   progress.started = [stream] { stream->send({gather_event::kind::started, {}, {}}); };
-  progress.done = [stream](std::size_t, const core::job_snapshot& job) {
+  progress.done = [stream](std::size_t, const std::shared_ptr<const core::job_record>& job) {
     fmt::memory_buffer line;
-    write_job(line, job);
+    write_job(line, job->snapshot());
     line.push_back('\n');
     stream->send({gather_event::kind::line, fmt::to_string(line), {}});
   };
@@ -211,7 +211,7 @@ core::awaitable<http_response> http_api::gather(const http_request& req, const r
   auto encoder = std::make_shared<gather_encoder>(encoder_, count);
   core::gather_progress progress;
   if (count >= encode_while_running_from) {
-    progress.done = [encoder](std::size_t i, const core::job_snapshot& job) {
+    progress.done = [encoder](std::size_t i, const std::shared_ptr<const core::job_record>& job) {
       encoder->add(i, job);
     };
   }

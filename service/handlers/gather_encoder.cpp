@@ -22,10 +22,10 @@ gather_encoder::gather_encoder(net::any_io_executor ex, std::size_t count)
   encoded_.reserve(count * job_text_size);
 }
 
-void gather_encoder::add(std::size_t index, const core::job_snapshot& job) {
+void gather_encoder::add(std::size_t index, std::shared_ptr<const core::job_record> job) {
   // Handed over a batch at a time, not a job: a lock per job would slow the engine's thread,
   // and a wake-up of ex_ is a syscall. What is left when the gather ends, write_jobs writes.
-  staged_.emplace_back(index, job);
+  staged_.emplace_back(index, std::move(job));
   if (staged_.size() < wake_batch) return;
   {
     std::lock_guard lock(mutex_);
@@ -44,7 +44,7 @@ void gather_encoder::add(std::size_t index, const core::job_snapshot& job) {
 }
 
 void gather_encoder::encode_ready() {
-  std::vector<std::pair<std::size_t, core::job_snapshot>> batch;
+  std::vector<finished> batch;
   for (;;) {
     {
       std::lock_guard lock(mutex_);
@@ -56,7 +56,7 @@ void gather_encoder::encode_ready() {
     }
     for (const auto& [index, job] : batch) {
       const std::size_t start = encoded_.size();
-      write_job(encoded_, job);
+      write_job(encoded_, job->snapshot());
       at_[index] = {start, encoded_.size() - start};
     }
     batch.clear();

@@ -14,17 +14,20 @@
 #include <vector>
 
 #include "libcore/asio.hpp"
-#include "libcore/job.hpp"
+#include "libcore/job_record.hpp"
 
 namespace gatherd::service {
 
 class gather_encoder : public std::enable_shared_from_this<gather_encoder> {
  public:
+  using finished = std::pair<std::size_t, std::shared_ptr<const core::job_record>>;
+
   // `ex`: where jobs are encoded; it must run one handler at a time (an I/O thread).
   gather_encoder(boost::asio::any_io_executor ex, std::size_t count);
 
-  // From the engine strand only (gather_progress::done): jobs[index] is done, as `job`.
-  void add(std::size_t index, const core::job_snapshot& job);
+  // From the engine strand only (gather_progress::done): jobs[index] is done; its record is
+  // final, so ex_ may read it.
+  void add(std::size_t index, std::shared_ptr<const core::job_record> job);
 
   // Once the gather returned: appends every job of `jobs` (input order) to `out`, comma
   // separated, reusing what was encoded and encoding the rest.
@@ -34,9 +37,9 @@ class gather_encoder : public std::enable_shared_from_this<gather_encoder> {
   void encode_ready();  // on ex_
 
   boost::asio::any_io_executor ex_;
-  std::vector<std::pair<std::size_t, core::job_snapshot>> staged_;  // add()'s, not handed over
+  std::vector<finished> staged_;  // add()'s, not handed over
   std::mutex mutex_;  // guards ready_ and the flags
-  std::vector<std::pair<std::size_t, core::job_snapshot>> ready_;  // done, not yet encoded
+  std::vector<finished> ready_;  // done, not yet encoded
   bool used_ = false;      // add() was called: ex_ may have encoded something
   bool encoding_ = false;  // an encode_ready() is posted or running
   bool closed_ = false;    // write_jobs took over: nothing more is encoded here

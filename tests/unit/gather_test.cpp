@@ -694,8 +694,8 @@ TEST_F(GatherProgressTest, ReportsStartThenEachJobAsItIsDone) {
     std::vector<std::string> events;
     gather_progress progress;
     progress.started = [&] { events.push_back("started"); };
-    progress.done = [&](std::size_t index, const job_snapshot& job) {
-      events.push_back(std::to_string(index) + ":" + std::string(to_string(job.state)));
+    progress.done = [&](std::size_t index, const std::shared_ptr<const job_record>& job) {
+      events.push_back(std::to_string(index) + ":" + std::string(to_string(job->state)));
     };
     std::vector<gather_entry> es;
     es.emplace_back(sleep_spec(90ms));
