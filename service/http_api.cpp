@@ -42,17 +42,44 @@ std::string new_request_id() {
 
 http_api::http_api(const config& c, core::engine& engine, core::coordinator& coordinator,
                    core::fetch::fetcher& fetcher, metrics& m, fetch_metrics& fm,
-                   boost::asio::any_io_executor encoder)
+                   std::vector<boost::asio::any_io_executor> io)
     : config_(c),
       engine_(engine),
       coordinator_(coordinator),
       fetcher_(fetcher),
       metrics_(m),
       fetch_metrics_(fm),
-      encoder_(std::move(encoder)),
+      io_(std::move(io)),
       limits_{c.max_retention,
               fetch_limits{c.fetch_timeout, c.fetch_default_body_bytes, c.fetch_max_body_bytes,
                            c.fetch_max_redirects, c.fetch_max_requests, c.fetch_max_concurrency}} {}
+
+core::awaitable<void> http_api::in_two_halves(
+    std::size_t n, const std::function<void(std::size_t, std::size_t)>& work) {
+  constexpr std::size_t split_from = 1024;  // below this, the hops cost more than they save
+  const auto mine = co_await net::this_coro::executor;
+  const auto other = std::find_if(io_.begin(), io_.end(), [&](const auto& ex) { return ex != mine; });
+  if (n < split_from || other == io_.end()) {
+    work(0, n);
+    co_return;
+  }
+  const std::size_t half = n / 2;
+  // (named, not temporaries in the co_await: g++ 12 destroys those twice)
+  auto first = [&]() -> core::awaitable<void> {
+    work(0, half);
+    co_return;
+  };
+  auto second = [&]() -> core::awaitable<void> {
+    work(half, n);
+    co_return;
+  };
+  auto both = net::experimental::make_parallel_group(net::co_spawn(mine, first, net::deferred),
+                                                     net::co_spawn(*other, second, net::deferred));
+  auto [order, first_error, second_error] =
+      co_await std::move(both).async_wait(net::experimental::wait_for_all(), net::use_awaitable);
+  if (first_error) std::rethrow_exception(first_error);
+  if (second_error) std::rethrow_exception(second_error);
+}
 
 http_response json_response(unsigned status, const nlohmann::json& body) {
   http_response res;

@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
+#include <functional>
+#include <vector>
 
 #include "libcore/engine.hpp"
 #include "libcore/fetch/fetcher.hpp"
@@ -25,11 +27,12 @@ struct gather_stream;  // handlers/gather.cpp
 
 class http_api {
  public:
-  // `encoder`: where large gather answers are written while their jobs finish; best an I/O
-  // thread other than the engine's, so the two run side by side.
+  // `io`: one executor per I/O thread, the engine's first. Large requests use the others: a
+  // large gather's answer is written on the last while its jobs finish, and its entries are
+  // read on two threads.
   http_api(const config& c, core::engine& engine, core::coordinator& coordinator,
            core::fetch::fetcher& fetcher, metrics& m, fetch_metrics& fm,
-           boost::asio::any_io_executor encoder);
+           std::vector<boost::asio::any_io_executor> io);
 
   // Never throws: every failure becomes a problem response.
   core::awaitable<http_response> handle(http_request request);
@@ -55,6 +58,10 @@ class http_api {
   core::awaitable<http_response> dispatch(const http_request& req, const route_match& match,
                                           endpoint target);
   bool authorized(const http_request& req) const;
+  // Runs work(begin, end) over [0, n): for large n, half of it on another I/O thread at the
+  // same time. An exception from the first half is rethrown before one from the second.
+  core::awaitable<void> in_two_halves(std::size_t n,
+                                      const std::function<void(std::size_t, std::size_t)>& work);
   void finish(const http_request& req, std::string_view route, http_response& res,
               core::steady_clock::time_point started);
 
@@ -95,7 +102,7 @@ class http_api {
   core::fetch::fetcher& fetcher_;
   metrics& metrics_;
   fetch_metrics& fetch_metrics_;
-  boost::asio::any_io_executor encoder_;
+  std::vector<boost::asio::any_io_executor> io_;
   spec_limits limits_;
   std::atomic<readiness> readiness_{readiness::starting};
   std::atomic<std::size_t> websockets_{0};

@@ -136,8 +136,7 @@ int main(int argc, char* argv[]) {
       m.set_primitives(primitives.stats());
       m.set_log_dropped(log::dropped());
     });
-    http_api api(c, engine, primitives, fetcher, meter, fetch_meter,
-                 io.executors().back());  // the engine's is the first
+    http_api api(c, engine, primitives, fetcher, meter, fetch_meter, io.executors());
     ws_services websockets{c, api, feed, meter};
     server srv(io, c, api, meter, websockets);
     try {

@@ -33,6 +33,21 @@ core::return_when parse_return_when(const std::string& text) {
       "field 'return_when' must be one of all_completed, first_completed, first_exception");
 }
 
+// jobs[i]: an existing job's id (malformed: 404, as unknown ones are) or an inline spec.
+core::gather_entry read_entry(const json& entry, std::size_t i, const spec_limits& limits) {
+  const std::string path = "jobs[" + std::to_string(i) + "]";
+  if (entry.is_string()) {
+    auto id = core::job_id::parse(entry.get_ref<const std::string&>());
+    if (!id) {
+      throw request_error(404, "not_found",
+                          "no job " + entry.get<std::string>() + " (" + path + ")");
+    }
+    return *id;
+  }
+  if (entry.is_object()) return parse_job_spec(entry, limits, path);
+  throw invalid_request("field '" + path + "' must be a job id (string) or a job spec (object)");
+}
+
 void write_indices(fmt::memory_buffer& out, const std::vector<std::size_t>& indices) {
   out.push_back('[');
   for (std::size_t i = 0; i < indices.size(); ++i) {
@@ -154,25 +169,12 @@ core::awaitable<http_response> http_api::gather(const http_request& req, const r
     throw invalid_request("field 'jobs' must be an array of 1 to " +
                           std::to_string(config_.max_gather) + " job ids or job specs");
   }
-  std::vector<core::gather_entry> entries;
-  entries.reserve(jobs->size());
-  for (std::size_t i = 0; i < jobs->size(); ++i) {
-    const json& entry = (*jobs)[i];
-    const std::string path = "jobs[" + std::to_string(i) + "]";
-    if (entry.is_string()) {
-      auto id = core::job_id::parse(entry.get_ref<const std::string&>());
-      if (!id) {
-        throw request_error(404, "not_found",
-                            "no job " + entry.get<std::string>() + " (" + path + ")");
-      }
-      entries.emplace_back(*id);
-    } else if (entry.is_object()) {
-      entries.emplace_back(parse_job_spec(entry, limits_, path));
-    } else {
-      throw invalid_request("field '" + path +
-                            "' must be a job id (string) or a job spec (object)");
-    }
-  }
+  std::vector<core::gather_entry> entries(jobs->size());
+  const std::function<void(std::size_t, std::size_t)> read_entries = [&](std::size_t begin,
+                                                                         std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) entries[i] = read_entry((*jobs)[i], i, limits_);
+  };  // (named: g++ 12 destroys a temporary in a co_await's arguments twice)
+  co_await in_two_halves(jobs->size(), read_entries);
   core::gather_options options;
   if (auto when = r.string("return_when", 32)) options.when = parse_return_when(*when);
   options.return_exceptions = r.boolean("return_exceptions").value_or(true);
@@ -208,7 +210,7 @@ core::awaitable<http_response> http_api::gather(const http_request& req, const r
   }
 
   const std::size_t count = entries.size();
-  auto encoder = std::make_shared<gather_encoder>(encoder_, count);
+  auto encoder = std::make_shared<gather_encoder>(io_.back(), count);
   core::gather_progress progress;
   if (count >= encode_while_running_from) {
     progress.done = [encoder](std::size_t i, const std::shared_ptr<const core::job_record>& job) {

@@ -357,6 +357,27 @@ class LargeGathers(GatherTestCase):
         self.assertLessEqual(sum(a > b + 20 for a, b in zip(durations, durations[1:])), 5, durations)
         self.assertSameAsGet(res, range(0, n, 7))
 
+    def test_entries_read_on_two_threads_name_the_first_invalid_one(self):
+        # 2,000 entries are read in two halves at once; the answer names the first bad entry,
+        # as reading them in order would, and nothing is submitted.
+        jobs = [sleep_spec(10) for _ in range(2000)]
+
+        def detail(expect_status, expect_code):
+            response = self.srv.json("POST", "/v1/gather", {"jobs": jobs})
+            self.assertProblem(response, expect_status, expect_code)
+            return response[2]["detail"]
+
+        jobs[1500] = sleep_spec(-1)
+        self.assertIn("jobs[1500].params.duration_ms", detail(400, "invalid_request"))
+        jobs[300] = {"kind": "sleep", "params": {}}
+        self.assertIn("jobs[300].params.duration_ms", detail(400, "invalid_request"))
+        jobs[300] = sleep_spec(10)
+        jobs[1999] = "not-a-job-id"
+        self.assertIn("jobs[1500]", detail(400, "invalid_request"))
+        jobs[1500] = sleep_spec(10)
+        self.assertIn("jobs[1999]", detail(404, "not_found"))
+        self.assertEqual(self.listing_ids(self.srv), [], "a refused gather submitted something")
+
     def test_timeout_writes_pending_and_cancelled_jobs_as_they_are(self):
         n = 600
         jobs = [sleep_spec(20 if i % 2 else 5000, result=i) for i in range(n)]
