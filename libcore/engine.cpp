@@ -357,8 +357,8 @@ void engine::finish(job_record& job, job_outcome outcome) {
   job.finished_at = wall_clock::now();
   registry_.retain(job, steady_clock::now() + job.retention);
   job.finished.notify_all();
-  for (const auto& weak : job.run->listeners) {
-    if (auto listener = weak.lock()) listener->job_finished(job);
+  for (const auto& [weak, key] : job.run->listeners) {
+    if (auto listener = weak.lock()) listener->job_finished(job, key);
   }
   job.run->listeners.clear();
   observer_->job_finished(job);

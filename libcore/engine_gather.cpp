@@ -2,7 +2,6 @@
 // completions until the return condition, the failure rule or the timeout ends the wait.
 #include <algorithm>
 #include <boost/asio/this_coro.hpp>
-#include <boost/unordered/unordered_flat_map.hpp>
 #include <utility>
 
 #include "libcore/engine.hpp"
@@ -34,14 +33,8 @@ class gather_state : public completion_listener {
       : jobs_(std::move(jobs)),
         options_(options),
         progress_(std::move(progress)),
-        is_done_(jobs_.size(), false),
-        next_same_(jobs_.size(), none) {
+        is_done_(jobs_.size(), false) {
     done_.reserve(jobs_.size());
-    indices_.reserve(jobs_.size());
-    for (std::size_t i = 0; i < jobs_.size(); ++i) {
-      auto [it, inserted] = indices_.try_emplace(jobs_[i].get(), i, i);
-      if (!inserted) next_same_[std::exchange(it->second.second, i)] = i;
-    }
   }
 
   // Jobs already final count as done at once, in the order they finished.
@@ -56,10 +49,9 @@ class gather_state : public completion_listener {
     for (std::size_t i : finished) mark(i);
   }
 
-  void job_finished(const job_record& job) override {
-    auto it = indices_.find(&job);
-    if (it == indices_.end()) return;
-    for (std::size_t i = it->second.first; i != none; i = next_same_[i]) mark(i);
+  // Registered once per index (a job listed twice is told twice, in index order).
+  void job_finished(const job_record&, std::size_t index) override {
+    mark(index);
     if (may_end_wait()) wake.notify_all();
   }
 
@@ -89,12 +81,7 @@ class gather_state : public completion_listener {
   std::vector<job_registry::record_ptr> jobs_;
   gather_options options_;
   gather_progress progress_;
-  static constexpr std::size_t none = static_cast<std::size_t>(-1);
-  // A job may be listed more than once: its first and last index, and for each index the
-  // next one of the same job (or none).
-  boost::unordered_flat_map<const job_record*, std::pair<std::size_t, std::size_t>> indices_;
   std::vector<bool> is_done_;
-  std::vector<std::size_t> next_same_;
   std::vector<std::size_t> done_;
   std::size_t failures_ = 0;
 };
@@ -144,8 +131,8 @@ awaitable<gather_result> engine::do_gather(std::vector<gather_entry> entries,
   if (progress.started) progress.started();
   auto state = std::make_shared<gather_state>(jobs, options, std::move(progress));
   state->take_finished();
-  for (const auto& job : jobs) {
-    if (!is_terminal(job->state)) job->run->listeners.push_back(state);
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    if (!is_terminal(jobs[i]->state)) jobs[i]->run->listeners.push_back({state, i});
   }
 
   const auto deadline =
@@ -203,8 +190,8 @@ awaitable<gather_result> engine::do_gather(std::vector<gather_entry> entries,
     if (!job->run) continue;
     auto& listeners = job->run->listeners;
     listeners.erase(std::remove_if(listeners.begin(), listeners.end(),
-                                   [&](const std::weak_ptr<completion_listener>& w) {
-                                     const auto listener = w.lock();
+                                   [&](const listener_entry& entry) {
+                                     const auto listener = entry.listener.lock();
                                      return !listener || listener == state;
                                    }),
                     listeners.end());

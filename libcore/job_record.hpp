@@ -27,7 +27,13 @@ using sleep_queue = std::multimap<steady_clock::time_point, std::shared_ptr<job_
 class completion_listener {
  public:
   virtual ~completion_listener() = default;
-  virtual void job_finished(const job_record& job) = 0;
+  // `key`: what the listener was registered with (a gather: the job's index in it).
+  virtual void job_finished(const job_record& job, std::size_t key) = 0;
+};
+
+struct listener_entry {
+  std::weak_ptr<completion_listener> listener;
+  std::size_t key = 0;
 };
 
 struct job_run {
@@ -38,7 +44,7 @@ struct job_run {
   bool cancel_emitted = false;
   std::string cancel_reason;  // the first reason given wins
   steady_clock::time_point admitted_at;
-  boost::container::small_vector<std::weak_ptr<completion_listener>, 1> listeners;  // mostly 0-1
+  boost::container::small_vector<listener_entry, 1> listeners;  // mostly 0 or 1
   // A plain sleep runs without a coroutine (engine_plain_sleep.cpp): its place in the engine's
   // sleep queue while it waits. Empty for other jobs, and for plain sleeps of 0 ms.
   std::optional<sleep_queue::iterator> sleeping;
