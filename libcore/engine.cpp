@@ -107,8 +107,7 @@ awaitable<std::vector<submission>> engine::do_submit_batch(std::vector<job_spec>
   for (auto& spec : specs) refs.push_back(&spec);
   std::vector<submission> out;
   out.reserve(specs.size());
-  for (auto& [job, created] : admit_all(refs))
-    out.push_back({job->snapshot(), created});
+  for (auto& [job, created] : admit_all(refs)) out.push_back({job->snapshot(), created});
   co_return out;
 }
 
@@ -259,8 +258,8 @@ awaitable<job_outcome> engine::run_attempts(record_ptr job) {
     try {
       // (co_await kept out of braced initialisers: g++ 12 miscompiles those)
       json result = co_await run_attempt(job, attempt);
-      co_return job_outcome{job_state::succeeded, std::make_shared<const json>(std::move(result)),
-                            {}};
+      co_return job_outcome{
+          job_state::succeeded, std::make_shared<const json>(std::move(result)), {}};
     } catch (const job_failure& f) {
       error = {f.type(), f.what()};
       retryable = f.retryable();
@@ -282,9 +281,8 @@ awaitable<json> engine::run_attempt(record_ptr job, int attempt) {
 
   net::steady_timer limit(strand_, *spec.attempt_timeout);
   auto [order, error, result, timer_ec] =
-      co_await make_parallel_group(
-          net::co_spawn(strand_, run_kind(spec, attempt), net::deferred),
-          limit.async_wait(net::deferred))
+      co_await make_parallel_group(net::co_spawn(strand_, run_kind(spec, attempt), net::deferred),
+                                   limit.async_wait(net::deferred))
           .async_wait(wait_for_one(), net::use_awaitable);
   if (!error) co_return std::move(result);
   auto state = co_await net::this_coro::cancellation_state;

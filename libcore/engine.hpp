@@ -124,7 +124,7 @@ class engine {
   worker_pool pool_;
   fetch::fetcher* fetcher_;
   boost::unordered_flat_set<job_record*> unfinished_;  // jobs whose coroutine has not ended
-  notifier idle_;                               // woken as job coroutines end
+  notifier idle_;                                      // woken as job coroutines end
   net::steady_timer sweep_timer_;
   sleep_queue sleeping_;           // plain sleeps by deadline
   net::steady_timer sleep_timer_;  // armed for the first deadline of sleeping_

@@ -30,7 +30,8 @@ void engine::start_plain_sleep(record_ptr job) {
     return;
   }
   // Equal deadlines keep their order: the hint appends, which is also the usual place.
-  run.sleeping = sleeping_.emplace_hint(sleeping_.end(), run.admitted_at + duration, std::move(job));
+  run.sleeping =
+      sleeping_.emplace_hint(sleeping_.end(), run.admitted_at + duration, std::move(job));
   arm_sleep_timer();
 }
 
@@ -44,9 +45,8 @@ void engine::cancel_plain_sleep(job_run& run) {
     sleep_timer_.cancel();
     sleep_timer_for_.reset();
   }
-  net::post(strand_, [this, job = std::move(job)] {
-    plain_sleep_done(job, net::error::operation_aborted);
-  });
+  net::post(strand_,
+            [this, job = std::move(job)] { plain_sleep_done(job, net::error::operation_aborted); });
 }
 
 void engine::arm_sleep_timer() {
@@ -80,8 +80,8 @@ void engine::plain_sleep_done(const record_ptr& job, boost::system::error_code e
     outcome = cancelled_outcome(run.cancel_reason);
   } else {
     try {
-      outcome = {job_state::succeeded, plain_sleep_result(std::get<sleep_params>(run.spec.params)),
-                 {}};
+      outcome = {
+          job_state::succeeded, plain_sleep_result(std::get<sleep_params>(run.spec.params)), {}};
     } catch (const job_failure& f) {
       outcome = {job_state::failed, nullptr, job_error{f.type(), f.what()}};
     }

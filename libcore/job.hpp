@@ -58,8 +58,8 @@ struct compute_params {
   std::uint64_t rounds = 1;  // sha256: rounds of hashing
 };
 
-using fetch_params = fetch::fetch_params;              // one outbound request
-using fetch_batch_params = fetch::batch_params;        // a whole batch
+using fetch_params = fetch::fetch_params;        // one outbound request
+using fetch_batch_params = fetch::batch_params;  // a whole batch
 using job_params = std::variant<sleep_params, compute_params, fetch_params,
                                 fetch_batch_params>;  // index == job_kind
 

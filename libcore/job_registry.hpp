@@ -60,7 +60,7 @@ class job_registry {
   void drop(const job_id& id);
 
   std::size_t max_retained_;
-  std::size_t retained_ = 0;  // finished jobs kept
+  std::size_t retained_ = 0;                                          // finished jobs kept
   boost::unordered_flat_map<job_id, record_ptr, job_id_hash> by_id_;  // open addressing
   std::map<std::uint64_t, job_record*> by_seq_;
   std::unordered_map<std::string, job_record*> by_key_;

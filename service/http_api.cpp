@@ -58,7 +58,8 @@ core::awaitable<void> http_api::in_two_halves(
     std::size_t n, const std::function<void(std::size_t, std::size_t)>& work) {
   constexpr std::size_t split_from = 1024;  // below this, the hops cost more than they save
   const auto mine = co_await net::this_coro::executor;
-  const auto other = std::find_if(io_.begin(), io_.end(), [&](const auto& ex) { return ex != mine; });
+  const auto other =
+      std::find_if(io_.begin(), io_.end(), [&](const auto& ex) { return ex != mine; });
   if (n < split_from || other == io_.end()) {
     work(0, n);
     co_return;

@@ -1,9 +1,10 @@
 #include "service/log.hpp"
 
-#include <atomic>
 #include <spdlog/async.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <atomic>
 
 #include "service/json_text.hpp"
 

@@ -116,12 +116,11 @@ int main(int argc, char* argv[]) {
     metrics meter;
     export_limits(meter, c);
     fetch_metrics fetch_meter(meter.registry());
-    auto http_client = core::fetch::make_beast_http_client(io.main().get_executor(),
-                                                           client_config(c));
+    auto http_client =
+        core::fetch::make_beast_http_client(io.main().get_executor(), client_config(c));
     core::throttle host_limits(io.main().get_executor());
-    core::fetch::fetcher fetcher(
-        *http_client, host_limits, fetch_settings(c), io.executors(),
-        &fetch_meter);
+    core::fetch::fetcher fetcher(*http_client, host_limits, fetch_settings(c), io.executors(),
+                                 &fetch_meter);
     job_feed feed;
     job_events events(meter, feed);
     core::engine engine(io.main().get_executor(),

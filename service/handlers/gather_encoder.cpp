@@ -19,7 +19,6 @@ constexpr std::size_t wake_batch = 256;
 gather_encoder::gather_encoder(net::any_io_executor ex, std::size_t count)
     : ex_(net::make_strand(std::move(ex))), at_(count) {
   staged_.reserve(wake_batch);
-  encoded_.reserve(count * job_text_size);
 }
 
 void gather_encoder::add(std::size_t index, std::shared_ptr<const core::job_record> job) {
@@ -44,6 +43,7 @@ void gather_encoder::add(std::size_t index, std::shared_ptr<const core::job_reco
 }
 
 void gather_encoder::encode_ready() {
+  if (encoded_.size() == 0) encoded_.reserve(at_.size() * job_text_size);  // no regrowth
   std::vector<finished> batch;
   for (;;) {
     {

@@ -38,13 +38,13 @@ class gather_encoder : public std::enable_shared_from_this<gather_encoder> {
 
   boost::asio::any_io_executor ex_;
   std::vector<finished> staged_;  // add()'s, not handed over
-  std::mutex mutex_;  // guards ready_ and the flags
-  std::vector<finished> ready_;  // done, not yet encoded
-  bool used_ = false;      // add() was called: ex_ may have encoded something
-  bool encoding_ = false;  // an encode_ready() is posted or running
-  bool closed_ = false;    // write_jobs took over: nothing more is encoded here
-  // Only ever touched on ex_ (and after write_jobs, by its caller).
-  fmt::memory_buffer encoded_;                          // jobs in completion order
+  std::mutex mutex_;              // guards ready_ and the flags
+  std::vector<finished> ready_;   // done, not yet encoded
+  bool used_ = false;             // a batch was handed over: ex_ may have written some
+  bool encoding_ = false;         // an encode_ready() is posted or running
+  bool closed_ = false;           // write_jobs took over: nothing more is encoded here
+  // Only ever touched on ex_ (and, once write_jobs closed the encoder, by its caller).
+  fmt::memory_buffer encoded_;                           // jobs in completion order
   std::vector<std::pair<std::size_t, std::size_t>> at_;  // by index: offset, size (0: not yet)
 };
 
