@@ -3,6 +3,7 @@
 // Single-threaded: the engine calls it from its strand.
 #pragma once
 
+#include <algorithm>
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <deque>
 #include <map>
@@ -34,9 +35,10 @@ class job_registry {
  public:
   using record_ptr = std::shared_ptr<job_record>;
 
-  // Sized for `max_retained` jobs up front: no rehash of a large table while it fills.
+  // Sized up front for `max_retained` jobs (at most 262,144; a larger table grows as it fills):
+  // no rehash of a large table pauses admissions while it fills.
   explicit job_registry(std::size_t max_retained) : max_retained_(max_retained) {
-    by_id_.reserve(max_retained);
+    by_id_.reserve(std::min<std::size_t>(max_retained, std::size_t{1} << 18));
   }
 
   record_ptr find(const job_id& id) const;

@@ -21,10 +21,6 @@ namespace net = boost::asio;
 
 namespace {
 
-// Gathers this large write their answer while their jobs finish (gather_encoder); smaller ones
-// are written at the end, which is quicker than the hops between threads.
-constexpr std::size_t encode_while_running_from = 256;
-
 core::return_when parse_return_when(const std::string& text) {
   if (text == "all_completed") return core::return_when::all_completed;
   if (text == "first_completed") return core::return_when::first_completed;
@@ -210,15 +206,10 @@ core::awaitable<http_response> http_api::gather(const http_request& req, const r
   }
 
   const std::size_t count = entries.size();
-  auto encoder = std::make_shared<gather_encoder>(io_.back(), count);
-  core::gather_progress progress;
-  if (count >= encode_while_running_from) {
-    progress.done = [encoder](std::size_t i, const std::shared_ptr<const core::job_record>& job) {
-      encoder->add(i, job);
-    };
-  }
+  // A large gather's answer is written while its jobs finish, on the last I/O thread.
+  const auto encoder = std::make_shared<gather_encoder>(io_.back(), count);
   core::gather_result gathered =
-      co_await engine_.gather(std::move(entries), options, std::move(progress));
+      co_await engine_.gather(std::move(entries), options, encoder->progress());
   const auto kept = std::make_shared<const core::gather_result>(std::move(gathered));
   const core::gather_result& result = *kept;
   record_gather(result, count, req.request_id);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "libcore/asio.hpp"
+#include "libcore/gather.hpp"
 #include "libcore/job_record.hpp"
 
 namespace gatherd::service {
@@ -25,15 +26,19 @@ class gather_encoder : public std::enable_shared_from_this<gather_encoder> {
   // `ex`: where jobs are encoded; it must run one handler at a time (an I/O thread).
   gather_encoder(boost::asio::any_io_executor ex, std::size_t count);
 
-  // From the engine strand only (gather_progress::done): jobs[index] is done; its record is
-  // final, so ex_ may read it.
-  void add(std::size_t index, std::shared_ptr<const core::job_record> job);
+  // What to pass to engine::gather: hooks that hand finished jobs to this encoder, or none for
+  // a gather of fewer than `encode_while_running_from` jobs (written at the end: quicker than
+  // the hops between threads).
+  core::gather_progress progress();
+  static constexpr std::size_t encode_while_running_from = 256;
 
   // Once the gather returned: appends every job of `jobs` (input order) to `out`, comma
   // separated, reusing what was encoded and encoding the rest.
   core::awaitable<void> write_jobs(std::string& out, const std::vector<core::job_snapshot>& jobs);
 
  private:
+  // From the engine strand only: jobs[index] is done; its record is final, so ex_ may read it.
+  void add(std::size_t index, std::shared_ptr<const core::job_record> job);
   void encode_ready();  // on ex_
 
   boost::asio::any_io_executor ex_;
