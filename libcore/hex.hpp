@@ -1,4 +1,4 @@
-// Lowercase hexadecimal text of raw bytes (ids, digests).
+// Lowercase hexadecimal text of raw bytes (ids, digests): the one hex encoder.
 #pragma once
 
 #include <cstdint>
@@ -7,13 +7,19 @@
 
 namespace gatherd::core {
 
-inline std::string to_hex(std::span<const std::uint8_t> bytes) {
+// Writes 2 * bytes.size() characters at `out`; returns the end.
+inline char* write_hex(std::span<const std::uint8_t> bytes, char* out) {
   static constexpr char digits[] = "0123456789abcdef";
-  std::string out(bytes.size() * 2, '0');
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    out[2 * i] = digits[bytes[i] >> 4];
-    out[2 * i + 1] = digits[bytes[i] & 0xf];
+  for (std::uint8_t b : bytes) {
+    *out++ = digits[b >> 4];
+    *out++ = digits[b & 0xf];
   }
+  return out;
+}
+
+inline std::string to_hex(std::span<const std::uint8_t> bytes) {
+  std::string out(bytes.size() * 2, '0');
+  write_hex(bytes, out.data());
   return out;
 }
 

@@ -5,7 +5,7 @@
 #include <sstream>
 #include <thread>
 
-#include "service/router.hpp"
+#include "service/api/routes.hpp"
 
 namespace gatherd::service {
 
@@ -38,7 +38,8 @@ core::rate parse_rate(const std::string& text, const std::string& flag) {
     throw po::error(flag + " takes RATE or RATE:BURST (e.g. 50 or 50:10), not '" + text + "'");
   }
   if (!(r.per_second > 0 && r.per_second <= 1e6) || r.burst < 1 || r.burst > 100000) {
-    throw po::error(flag + ": the rate must be in (0, 1e6] per second and the burst in [1, 100000]");
+    throw po::error(flag +
+                    ": the rate must be in (0, 1e6] per second and the burst in [1, 100000]");
   }
   return r;
 }
@@ -162,7 +163,8 @@ command parse_command_line(int argc, const char* const argv[]) {
     }
     if (vm.count("print-routes")) {
       cmd.what = command::action::exit_ok;
-      for (const auto& r : route_table()) cmd.output += r.method + " " + r.pattern + "\n";
+      const route_table table = api_routes();
+      for (const auto& r : table.routes()) cmd.output += r.method + " " + r.pattern + "\n";
       return cmd;
     }
     po::notify(vm);
@@ -186,7 +188,8 @@ command parse_command_line(int argc, const char* const argv[]) {
     for (const std::string& entry : host_rates) {
       const auto eq = entry.find('=');
       if (eq == std::string::npos || eq == 0) {
-        throw po::error("--fetch-host-rate-for takes HOST[:PORT]=RATE[:BURST], not '" + entry + "'");
+        throw po::error("--fetch-host-rate-for takes HOST[:PORT]=RATE[:BURST], not '" + entry +
+                        "'");
       }
       c.fetch_host_rates.emplace_back(boost::algorithm::to_lower_copy(entry.substr(0, eq)),
                                       parse_rate(entry.substr(eq + 1), "--fetch-host-rate-for"));

@@ -7,22 +7,35 @@
 #include <vector>
 
 #include "libcore/clock.hpp"
+#include "libcore/engine.hpp"
+#include "libcore/fetch/beast_http_client.hpp"
+#include "libcore/primitives/coordinator.hpp"
 #include "libcore/rate_limit/gcra.hpp"
+#include "service/codec/job_codec.hpp"
 
 namespace gatherd::service {
 
 using core::millis;
+
+// Where a setting configures a component, its default is that component's own (one source):
+// the engine's, the coordinator's, the HTTP client's and the request limits' config structs.
+namespace defaults {
+inline const core::engine_config engine{};
+inline const core::coordinator_config primitives{};
+inline const core::fetch::http_client_config fetch_client{};
+inline const spec_limits limits{};
+}  // namespace defaults
 
 struct config {
   std::string host = "0.0.0.0";
   std::uint16_t port = 8080;
   std::size_t threads = 0;          // 0: one per core
   std::size_t compute_threads = 0;  // 0: one per core
-  std::size_t max_running = 64;
-  std::size_t max_queued = 10000;
-  std::size_t max_retained_jobs = 100000;
-  millis default_retention{600000};
-  millis max_retention{86400000};
+  std::size_t max_running = defaults::engine.max_running;
+  std::size_t max_queued = defaults::engine.max_queued;
+  std::size_t max_retained_jobs = defaults::engine.max_retained;
+  millis default_retention = defaults::engine.default_retention;
+  millis max_retention = defaults::limits.max_retention;
   std::size_t max_batch = 1000;
   std::size_t max_gather = 10000;
   std::size_t max_body_bytes = 1 << 20;
@@ -31,8 +44,8 @@ struct config {
   millis body_timeout{30000};
   std::size_t max_connections = 10000;
   // Named primitives
-  std::size_t max_primitives = 10000;
-  std::size_t max_waiters = 1000;
+  std::size_t max_primitives = defaults::primitives.max_primitives;
+  std::size_t max_waiters = defaults::primitives.max_waiters;
   // WebSocket sessions (GET /v1/ws)
   std::size_t ws_max_connections = 10000;
   std::size_t ws_max_message_bytes = 1 << 20;
@@ -45,17 +58,22 @@ struct config {
   std::vector<std::string> fetch_allow_hosts;  // hosts the egress guard lets through
   std::optional<core::rate> fetch_host_rate;   // server-wide limit per host:port; none: unlimited
   std::vector<std::pair<std::string, core::rate>> fetch_host_rates;  // per-host overrides
-  std::size_t fetch_max_connections = 1024;
-  std::size_t fetch_max_connections_per_host = 64;
-  millis fetch_idle_timeout{30000};
-  millis fetch_connect_timeout{5000};
-  millis fetch_timeout{10000};                      // per attempt, when a request does not say
-  std::size_t fetch_max_body_bytes = 10 << 20;      // the largest max_body_bytes a request may ask
-  std::size_t fetch_default_body_bytes = 1 << 20;   // max_body_bytes when a request does not say
-  std::size_t fetch_max_requests = 10000;           // URLs per batch
-  std::size_t fetch_max_concurrency = 256;          // a batch's `concurrency` at most
-  int fetch_max_redirects = 10;                     // the largest max_redirects a request may ask
-  std::string fetch_ca_file;                        // empty: the system's CAs
+  std::size_t fetch_max_connections = defaults::fetch_client.max_connections;
+  std::size_t fetch_max_connections_per_host = defaults::fetch_client.max_connections_per_origin;
+  millis fetch_idle_timeout = defaults::fetch_client.idle_timeout;
+  millis fetch_connect_timeout = defaults::fetch_client.connect_timeout;
+  millis fetch_timeout =
+      defaults::limits.fetch.default_timeout;  // per attempt, when a request does not say
+  std::size_t fetch_max_body_bytes =
+      defaults::limits.fetch.max_body_bytes;  // the largest max_body_bytes a request may ask
+  std::size_t fetch_default_body_bytes =
+      defaults::limits.fetch.default_body_bytes;  // max_body_bytes when a request does not say
+  std::size_t fetch_max_requests = defaults::limits.fetch.max_requests;  // URLs per batch
+  std::size_t fetch_max_concurrency =
+      defaults::limits.fetch.max_concurrency;  // a batch's `concurrency` at most
+  int fetch_max_redirects =
+      defaults::limits.fetch.max_redirects;  // the largest max_redirects a request may ask
+  std::string fetch_ca_file;                 // empty: the system's CAs
   millis shutdown_grace{10000};
   millis drain{0};
   std::vector<std::string> api_tokens;

@@ -16,14 +16,16 @@
 #include "libcore/fetch/beast_http_client.hpp"
 #include "libcore/fetch/fetcher.hpp"
 #include "libcore/rate_limit/throttle.hpp"
+#include "service/api/context.hpp"
+#include "service/api/routes.hpp"
 #include "service/config.hpp"
-#include "service/fetch_metrics.hpp"
-#include "service/http_api.hpp"
-#include "service/io_pool.hpp"
-#include "service/job_events.hpp"
-#include "service/log.hpp"
-#include "service/metrics.hpp"
-#include "service/server.hpp"
+#include "service/http/io_pool.hpp"
+#include "service/http/pipeline.hpp"
+#include "service/http/server.hpp"
+#include "service/telemetry/fetch_metrics.hpp"
+#include "service/telemetry/job_events.hpp"
+#include "service/telemetry/log.hpp"
+#include "service/telemetry/metrics.hpp"
 #include "service/websocket/job_feed.hpp"
 #include "service/websocket/protocol.hpp"
 
@@ -38,7 +40,7 @@ net::awaitable<void> pause(std::chrono::milliseconds d) {
   co_await t.async_wait(net::as_tuple(net::use_awaitable));
 }
 
-net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& c, http_api& api,
+net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& c, api_context& api,
                                         server& srv, core::engine& engine,
                                         core::coordinator& primitives, io_pool& io) {
   auto [ec, signal] = co_await signals.async_wait(net::as_tuple(net::use_awaitable));
@@ -47,7 +49,7 @@ net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& 
       .add("signal", signal)
       .add("drain_ms", c.drain.count())
       .add("grace_ms", c.shutdown_grace.count());
-  api.set_readiness(readiness::draining);
+  api.ready.store(readiness::draining);
   if (c.drain.count() > 0) co_await pause(c.drain);  // let load balancers see 503
   srv.stop_accepting();
   srv.drain();
@@ -77,6 +79,23 @@ core::fetch::http_client_config client_config(const config& c) {
   cc.ca_file = c.fetch_ca_file;
   cc.user_agent = "gatherd/" GATHERD_VERSION;
   return cc;
+}
+
+core::engine_config engine_config(const config& c) {
+  core::engine_config e;
+  e.max_running = c.max_running;
+  e.max_queued = c.max_queued;
+  e.max_retained = c.max_retained_jobs;
+  e.default_retention = c.default_retention;
+  e.compute_threads = c.compute_threads;
+  return e;
+}
+
+core::coordinator_config coordinator_config(const config& c) {
+  core::coordinator_config p;
+  p.max_primitives = c.max_primitives;
+  p.max_waiters = c.max_waiters;
+  return p;
 }
 
 core::fetch::fetch_settings fetch_settings(const config& c) {
@@ -123,21 +142,19 @@ int main(int argc, char* argv[]) {
                                  &fetch_meter);
     job_feed feed;
     job_events events(meter, feed);
-    core::engine engine(io.main().get_executor(),
-                        core::engine_config{c.max_running, c.max_queued, c.max_retained_jobs,
-                                            c.default_retention, c.compute_threads},
-                        &events, &fetcher);
-    core::coordinator primitives(io.main().get_executor(),
-                                 core::coordinator_config{c.max_primitives, c.max_waiters});
+    core::engine engine(io.main().get_executor(), engine_config(c), &events, &fetcher);
+    core::coordinator primitives(io.main().get_executor(), coordinator_config(c));
     meter.on_scrape([&engine, &primitives, &fetch_meter, &http_client](metrics& m) {
       m.set_jobs(engine.queued(), engine.running(), engine.retained());
       fetch_meter.set_client(http_client->stats());
       m.set_primitives(primitives.stats());
       m.set_log_dropped(log::dropped());
     });
-    http_api api(c, engine, primitives, fetcher, meter, fetch_meter, io.executors());
+    api_context api(c, engine, primitives, fetcher, meter, fetch_meter, io.executors());
+    const route_table routes = api_routes();
+    pipeline requests(routes, api, meter);
     ws_services websockets{c, api, feed, meter};
-    server srv(io, c, api, meter, websockets);
+    server srv(io, c, requests, meter, websockets);
     try {
       const auto bound = srv.listen();
       log::announce("listening", "address", bound.address().to_string(), "port", bound.port());
@@ -155,7 +172,7 @@ int main(int argc, char* argv[]) {
     engine.start();
     primitives.start();
     srv.start();
-    api.set_readiness(readiness::ready);
+    api.ready.store(readiness::ready);
     log::info("started")
         .add("threads", c.threads)
         .add("compute_threads", c.compute_threads)

@@ -12,14 +12,13 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/url/parse.hpp>
-#include <boost/url/url.hpp>
 #include <cctype>
 #include <functional>
 #include <optional>
 #include <sstream>
 
 #include "libcore/fetch/connection_pool.hpp"
+#include "libcore/fetch/url.hpp"
 
 namespace gatherd::core::fetch {
 namespace {
@@ -27,7 +26,6 @@ namespace {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace ssl = net::ssl;
-namespace urls = boost::urls;
 using tcp = net::ip::tcp;
 using error_code = boost::system::error_code;
 
@@ -40,89 +38,6 @@ bool iequals(std::string_view a, std::string_view b) {
     return std::tolower(static_cast<unsigned char>(x)) ==
            std::tolower(static_cast<unsigned char>(y));
   });
-}
-
-// ---- URLs ----------------------------------------------------------------------------------
-
-struct target {
-  bool tls = false;
-  std::string host;  // lower-case name, or the text of an IP literal (without brackets)
-  std::optional<net::ip::address> literal;
-  std::uint16_t port = 0;
-  std::string host_header;  // host[:port], IPv6 literals in brackets
-  std::string path;         // origin-form request target: path and query
-  std::string origin;       // scheme://host:port, the pool key
-  std::string url;
-};
-
-[[noreturn]] void invalid_url(const std::string& why) {
-  throw fetch_error("invalid_url", why);
-}
-
-target make_target(urls::url_view u) {
-  target t;
-  const auto scheme = u.scheme_id();
-  if (scheme != urls::scheme::http && scheme != urls::scheme::https) {
-    invalid_url("only http and https URLs can be fetched: " + std::string(u.buffer()));
-  }
-  t.tls = scheme == urls::scheme::https;
-  if (!u.has_authority()) invalid_url("the URL has no host: " + std::string(u.buffer()));
-  if (u.has_userinfo()) invalid_url("user information in URLs is not allowed");
-  switch (u.host_type()) {
-    case urls::host_type::name:
-      t.host = u.host();
-      std::transform(t.host.begin(), t.host.end(), t.host.begin(),
-                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-      if (t.host.empty()) invalid_url("the URL has no host: " + std::string(u.buffer()));
-      break;
-    case urls::host_type::ipv4:
-      t.literal = net::ip::address_v4(u.host_ipv4_address().to_bytes());
-      t.host = t.literal->to_string();
-      break;
-    case urls::host_type::ipv6:
-      t.literal = net::ip::address_v6(u.host_ipv6_address().to_bytes());
-      t.host = t.literal->to_string();
-      break;
-    default:
-      invalid_url("unsupported host in " + std::string(u.buffer()));
-  }
-  const std::uint16_t default_port = t.tls ? 443 : 80;
-  t.port = default_port;
-  if (u.has_port() && !u.port().empty()) {
-    // By hand: port_number() wraps values past 65535 around instead of refusing them.
-    unsigned long port = 0;
-    for (char c : u.port()) {
-      port = port * 10 + static_cast<unsigned>(c - '0');  // the grammar allows digits only
-      if (port > 65535) break;
-    }
-    if (port == 0 || port > 65535) invalid_url("invalid port in " + std::string(u.buffer()));
-    t.port = static_cast<std::uint16_t>(port);
-  }
-  t.host_header = t.literal && t.literal->is_v6() ? "[" + t.host + "]" : t.host;
-  const std::string port = ":" + std::to_string(t.port);
-  t.origin = std::string(t.tls ? "https://" : "http://") + t.host_header + port;
-  if (t.port != default_port) t.host_header += port;
-  t.path = u.encoded_path();
-  if (t.path.empty()) t.path = "/";
-  if (u.has_query()) t.path += "?" + std::string(u.encoded_query());
-  t.url = u.buffer();
-  return t;
-}
-
-target parse_target(std::string_view text) {
-  auto parsed = urls::parse_absolute_uri(text);
-  if (!parsed) invalid_url("not an absolute URL: " + std::string(text));
-  return make_target(*parsed);
-}
-
-// A Location is resolved against the URL that answered (RFC 3986 section 5).
-target resolve_location(const target& base, std::string_view location) {
-  auto ref = urls::parse_uri_reference(location);
-  if (!ref) invalid_url("redirect to an invalid Location: " + std::string(location));
-  urls::url resolved = *urls::parse_absolute_uri(base.url);
-  if (!resolved.resolve(*ref)) invalid_url("cannot resolve Location: " + std::string(location));
-  resolved.remove_fragment();
-  return make_target(resolved);
 }
 
 // ---- requests ------------------------------------------------------------------------------
@@ -168,7 +83,7 @@ const std::string* find_header(const header_list& headers, std::string_view name
   return nullptr;
 }
 
-http::request<http::string_body> build_request(const http_client_config& config, const target& t,
+http::request<http::string_body> build_request(const http_client_config& config, const fetch_url& t,
                                                const hop& h) {
   http::request<http::string_body> r;
   r.method_string(h.method);
@@ -373,7 +288,7 @@ struct client_core {
 };
 
 awaitable<std::vector<tcp::endpoint>> resolve(client_core& core, attempt_state& st,
-                                              const target& t) {
+                                              const fetch_url& t) {
   // The lookup completes through a channel: a timeout or a cancellation ends the wait at
   // once, whereas getaddrinfo cannot be interrupted.
   using results = tcp::resolver::results_type;
@@ -419,7 +334,7 @@ awaitable<void> connect(attempt_state& st, connection& c,
   fail(st, "connect", why);
 }
 
-awaitable<void> handshake(attempt_state& st, connection& c, const target& t) {
+awaitable<void> handshake(attempt_state& st, connection& c, const fetch_url& t) {
   auto& stream = *c.tls();
   if (!t.literal && !SSL_set_tlsext_host_name(stream.native_handle(), t.host.c_str())) {
     fail(st, "tls", "cannot set the TLS server name " + t.host);
@@ -432,7 +347,7 @@ awaitable<void> handshake(attempt_state& st, connection& c, const target& t) {
 }
 
 awaitable<std::unique_ptr<connection>> open_connection(client_core& core, attempt_state& st,
-                                                       const target& t) {
+                                                       const fetch_url& t) {
   const auto connect_deadline =
       std::min(st.deadline, steady_clock::now() + core.config.connect_timeout);
   const bool connect_first = connect_deadline < st.deadline;
@@ -540,7 +455,7 @@ awaitable<exchange_result> perform(Stream& stream, connection& c, attempt_state&
 // One hop: a request and its response on a pooled or new connection, with one transparent
 // retry on a fresh connection when a pooled one turns out to be dead (the peer closed it).
 awaitable<http_response> exchange(std::shared_ptr<client_core> core,
-                                  std::shared_ptr<attempt_state> st, const target& t, const hop& h,
+                                  std::shared_ptr<attempt_state> st, const fetch_url& t, const hop& h,
                                   std::size_t cap) {
   auto request = build_request(core->config, t, h);
   for (int attempt = 0;; ++attempt) {
@@ -591,7 +506,7 @@ bool is_redirect(unsigned status) {
 
 awaitable<http_response> run_request(std::shared_ptr<client_core> core, http_request req) {
   validate(req);
-  target t = parse_target(req.url);
+  fetch_url t = parse_fetch_url(req.url);
   auto ex = co_await net::this_coro::executor;
   auto cs = co_await net::this_coro::cancellation_state;
   auto st = std::make_shared<attempt_state>(ex, cs, req.timeout);
@@ -612,7 +527,7 @@ awaitable<http_response> run_request(std::shared_ptr<client_core> core, http_req
       throw fetch_error("redirects", "more than " + std::to_string(req.max_redirects) +
                                          " redirects, last to " + *location);
     }
-    target next = resolve_location(t, *location);
+    fetch_url next = resolve_location(t, *location);
     const bool get_or_head = h.method == "GET" || h.method == "HEAD";
     if ((response.status == 303 && h.method != "HEAD") ||
         ((response.status == 301 || response.status == 302) && !get_or_head)) {

@@ -6,6 +6,8 @@
 #include <charconv>
 #include <ctime>
 
+#include "libcore/fetch/url.hpp"
+
 namespace gatherd::core::fetch {
 
 namespace {
@@ -56,24 +58,9 @@ std::optional<millis> retry_after(const header_list& headers) {
 }
 
 std::optional<origin_key> origin_of(std::string_view url) {
-  auto parsed = boost::urls::parse_absolute_uri(url);
+  auto parsed = try_parse_fetch_url(url);
   if (!parsed) return std::nullopt;
-  const auto scheme = parsed->scheme_id();
-  if (scheme != boost::urls::scheme::http && scheme != boost::urls::scheme::https) {
-    return std::nullopt;
-  }
-  if (parsed->has_userinfo()) return std::nullopt;  // credentials do not belong in a fetch URL
-  if (parsed->has_port() && (parsed->port_number() == 0 || parsed->port().size() > 5)) {
-    return std::nullopt;
-  }
-  origin_key key;
-  key.host = lower(parsed->encoded_host());
-  if (key.host.empty()) return std::nullopt;
-  const std::string port = parsed->has_port() && !parsed->port().empty()
-                               ? std::string(parsed->port())
-                               : (scheme == boost::urls::scheme::https ? "443" : "80");
-  key.host_port = key.host + ":" + port;
-  return key;
+  return origin_key{std::move(parsed->host), std::move(parsed->host_port)};
 }
 
 fetcher::fetcher(http_client& client, throttle& hosts, fetch_settings settings,
@@ -100,7 +87,8 @@ std::optional<rate> fetcher::host_limit(const std::string& host,
 awaitable<attempt_outcome> fetcher::attempt(http_request request, const batch_limit* batch) {
   attempt_outcome out;
   // Without any limit in force the URL is left to the client to parse (once per attempt).
-  const bool limited = (batch && batch->limiter) || settings_.host_rate || !settings_.host_rates.empty();
+  const bool limited =
+      (batch && batch->limiter) || settings_.host_rate || !settings_.host_rates.empty();
   const auto origin = limited ? origin_of(request.url) : std::nullopt;
   if (origin) {  // an unusable URL is the client's to report
     if (batch && batch->limiter) {

@@ -85,8 +85,7 @@ class fetcher {
   fetch_observer* observer_;
 };
 
-// The host and host:port of an absolute http(s) URL (lower case), or nothing for any other URL,
-// one with user information, or one with an unusable port.
+// The host and host:port of a URL that parse_fetch_url (url.hpp) accepts; nothing for any other.
 struct origin_key {
   std::string host;
   std::string host_port;

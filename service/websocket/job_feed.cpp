@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "service/job_codec.hpp"
+#include "service/codec/job_codec.hpp"
 
 namespace gatherd::service {
 

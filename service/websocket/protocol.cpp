@@ -5,8 +5,12 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/post.hpp>
 
-#include "service/json_reader.hpp"
-#include "service/problem.hpp"
+#include "service/api/gather.hpp"
+#include "service/api/jobs.hpp"
+#include "service/codec/gather_codec.hpp"
+#include "service/codec/json_reader.hpp"
+#include "service/codec/json_text.hpp"
+#include "service/http/problem.hpp"
 
 namespace gatherd::service {
 
@@ -32,8 +36,7 @@ message_ptr make_message(fmt::memory_buffer& out) {
 
 void append_ref(fmt::memory_buffer& out, const json& ref) {
   out.append(std::string_view(R"(,"ref":)"));
-  const std::string text = ref.dump(-1, ' ', false, json::error_handler_t::replace);
-  out.append(text);
+  append_json(out, ref);
 }
 
 // Rejects fields outside `allowed` the way REST bodies do (a 400 naming the field).
@@ -41,39 +44,29 @@ void check_fields(const json& message, std::initializer_list<std::string_view> a
   object_reader(message, "", allowed);
 }
 
-// Passes a gather's NDJSON lines on as `gather` and `gather_done` messages.
-class gather_messages : public body_writer {
+// Passes a streamed gather's results on as `gather` and `gather_done` messages.
+class gather_messages : public gather_sink {
  public:
   gather_messages(ws_outbox& out, json ref) : out_(out), ref_(std::move(ref)) {}
 
-  core::awaitable<bool> write(std::string piece) override {
-    std::string_view rest = piece;
-    while (!rest.empty()) {
-      const auto end = rest.find('\n');
-      const std::string_view line = rest.substr(0, end);
-      rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
-      if (line.empty()) continue;
-      static constexpr std::string_view summary = R"({"summary":{)";
-      fmt::memory_buffer out;
-      std::string_view type;
-      if (line.starts_with(summary)) {  // {"summary":{fields}} -> {"type":"gather_done",fields}
-        type = "gather_done";
-        out.append(std::string_view(R"({"type":"gather_done")"));
-        append_ref(out, ref_);
-        out.push_back(',');
-        out.append(line.substr(summary.size(), line.size() - summary.size() - 2));
-        out.push_back('}');
-      } else {
-        type = "gather";
-        out.append(std::string_view(R"({"type":"gather")"));
-        append_ref(out, ref_);
-        out.append(std::string_view(R"(,"job":)"));
-        out.append(line);
-        out.push_back('}');
-      }
-      if (!co_await out_.send(make_message(out), type)) co_return false;
-    }
-    co_return true;
+  core::awaitable<bool> job_done(const core::job_snapshot& job) override {
+    fmt::memory_buffer out;
+    out.append(std::string_view(R"({"type":"gather")"));
+    append_ref(out, ref_);
+    out.append(std::string_view(R"(,"job":)"));
+    write_job(out, job);
+    out.push_back('}');
+    co_return co_await out_.send(make_message(out), "gather");
+  }
+
+  core::awaitable<bool> finished(const core::gather_result& result) override {
+    fmt::memory_buffer out;
+    out.append(std::string_view(R"({"type":"gather_done")"));
+    append_ref(out, ref_);
+    out.push_back(',');
+    write_gather_summary_fields(out, result);
+    out.push_back('}');
+    co_return co_await out_.send(make_message(out), "gather_done");
   }
 
  private:
@@ -85,12 +78,7 @@ class gather_messages : public body_writer {
 
 ws_protocol::ws_protocol(ws_services& services, ws_outbox& out, core::executor ex,
                          const http_request& upgrade)
-    : services_(services),
-      out_(out),
-      ex_(std::move(ex)),
-      authorization_(upgrade.authorization),
-      remote_(upgrade.remote),
-      session_id_(upgrade.request_id) {}
+    : services_(services), out_(out), ex_(std::move(ex)), session_id_(upgrade.request_id) {}
 
 core::awaitable<void> ws_protocol::receive(std::string text, bool binary) {
   ++messages_in_;
@@ -99,8 +87,10 @@ core::awaitable<void> ws_protocol::receive(std::string text, bool binary) {
     error(nullptr, "invalid_message", "messages must be JSON text frames, not binary");
     co_return;
   }
-  json message = json::parse(text, nullptr, false);
-  if (message.is_discarded()) {
+  json message;
+  try {
+    message = parse_json_body(text);  // the reader of REST bodies: same numbers, same depth limit
+  } catch (const request_error&) {
     services_.meter.ws_received("invalid");
     error(nullptr, "invalid_json", "the message is not valid JSON");
     co_return;
@@ -178,49 +168,38 @@ void ws_protocol::deliver(message_ptr message) {
 
 // ---- operations -----------------------------------------------------------------------------
 
-http_request ws_protocol::request(std::string method, std::string target, std::string body) const {
-  http_request req;
-  req.method = std::move(method);
-  req.target = std::move(target);
-  req.content_type = "application/json";
-  req.authorization = authorization_;
-  req.remote = remote_;
-  req.body = std::move(body);
-  return req;
+void ws_protocol::reply_problem(const json& ref) {
+  reply(ref, problem_from(std::current_exception()));
 }
 
 core::awaitable<void> ws_protocol::submit(json ref, json message) {
-  http_request req = request("POST", "/v1/jobs", "");
+  http_response res;
   try {
     check_fields(message, {"op", "ref", "job"});
-    if (!message.contains("job")) throw invalid_request("field 'job' (a job spec) is required");
-    req.body = message["job"].dump(-1, ' ', false, json::error_handler_t::replace);
+    const auto it = message.find("job");
+    if (it == message.end()) throw invalid_request("field 'job' (a job spec) is required");
+    res = co_await submit_job(services_.api, parse_job_spec(*it, services_.api.limits));
   } catch (...) {
-    reply(ref, problem_from(std::current_exception()));
+    reply_problem(ref);
     co_return;
   }
-  req.request_id = fmt::format("{}.{}", session_id_, ++next_request_);
-  reply(ref, co_await services_.api.call(std::move(req)));
+  reply(ref, res);
 }
 
 core::awaitable<void> ws_protocol::cancel(json ref, json message) {
-  std::string target;
+  http_response res;
   try {
     check_fields(message, {"op", "ref", "id"});
     const auto it = message.find("id");
     if (it == message.end() || !it->is_string()) {
       throw invalid_request("field 'id' (a job id) is required");
     }
-    const auto id = core::job_id::parse(it->get_ref<const std::string&>());
-    if (!id) throw request_error(404, "not_found", "no job " + it->get<std::string>());
-    target = "/v1/jobs/" + id->to_string() + "/cancel";
+    res = co_await cancel_job(services_.api, job_id_or_404(it->get<std::string>()), {});
   } catch (...) {
-    reply(ref, problem_from(std::current_exception()));
+    reply_problem(ref);
     co_return;
   }
-  http_request req = request("POST", std::move(target), "");
-  req.request_id = fmt::format("{}.{}", session_id_, ++next_request_);
-  reply(ref, co_await services_.api.call(std::move(req)));
+  reply(ref, res);
 }
 
 namespace {
@@ -275,19 +254,9 @@ core::awaitable<void> ws_protocol::watch(json ref, json message) {
       watched_.insert(id);
       added.push_back(id);
     }
+    // An unknown (or just deleted) job: its 404, and none of them is watched.
     for (const auto& id : wanted) {
-      http_request req = request("GET", "/v1/jobs/" + id.to_string(), "");
-      req.request_id = fmt::format("{}.{}", session_id_, ++next_request_);
-      http_response res = co_await services_.api.call(std::move(req));
-      if (res.status != 200) {  // unknown (or just deleted): watch none of them
-        for (const auto& undo : added) {
-          services_.feed.unwatch(*this, undo);
-          watched_.erase(undo);
-        }
-        reply(ref, res);
-        co_return;
-      }
-      snapshots.push_back(std::move(res.body));
+      snapshots.push_back(std::move(co_await get_job(services_.api, id, {})).body);
     }
     if (all && !watching_all_) {
       services_.feed.watch_all(*this, true);
@@ -326,36 +295,29 @@ core::awaitable<void> ws_protocol::unwatch(json ref, json message) {
       }
     }
   } catch (...) {
-    reply(ref, problem_from(std::current_exception()));
+    reply_problem(ref);
     co_return;
   }
   reply_watching(ref);
 }
 
 core::awaitable<void> ws_protocol::gather(json ref, json message) {
+  std::shared_ptr<gather_stream> stream;
   std::size_t count = 0;
-  http_request req = request("POST", "/v1/gather", "");
   try {
     message.erase("op");
     message.erase("ref");
-    if (auto it = message.find("jobs"); it != message.end() && it->is_array()) count = it->size();
-    req.body = message.dump(-1, ' ', false, json::error_handler_t::replace);
-  } catch (...) {
-    reply(ref, problem_from(std::current_exception()));
+    gather_request request = co_await read_gather(services_.api, message);
+    count = request.entries.size();
+    stream = co_await start_gather_stream(services_.api, std::move(request),
+                                          fmt::format("{}.{}", session_id_, ++next_request_));
+  } catch (...) {  // refused before it started: the REST problem
+    reply_problem(ref);
     co_return;
   }
-  req.accept = "application/x-ndjson";
-  req.request_id = fmt::format("{}.{}", session_id_, ++next_request_);
-  http_response res = co_await services_.api.call(std::move(req));
-  if (!res.stream) {  // refused before it started: the REST problem
-    reply(ref, res);
-    co_return;
-  }
-  http_response started;
-  started.body = fmt::format(R"({{"jobs":{}}})", count);
-  reply(ref, started);
-  gather_messages writer(out_, ref);
-  co_await res.stream(writer);  // cancelled when the connection closes: the gather is abandoned
+  reply(ref, text_response(200, fmt::format(R"({{"jobs":{}}})", count)));
+  gather_messages messages(out_, ref);
+  co_await pump(stream, messages);  // cancelled when the connection closes: the gather is abandoned
 }
 
 // ---- messages -------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 // The gatherd WebSocket protocol (GET /v1/ws), without the frames: client messages `submit`,
-// `cancel` and `gather` are answered by the REST handlers themselves (http_api::call), so a
-// reply's status and body are exactly what the REST call returns; `watch`/`unwatch` subscribe
-// to the job feed. Operations of one connection run concurrently, each cancelled when the
-// connection closes. Everything here runs on the connection's executor (one thread).
+// `cancel` and `gather` call the same typed handlers as their REST routes (api/jobs.hpp,
+// api/gather.hpp), so a reply's status and body are exactly what the REST call returns;
+// `watch`/`unwatch` subscribe to the job feed. Operations of one connection run concurrently, each
+// cancelled when the connection closes. Everything here runs on the connection's executor (one
+// thread).
 #pragma once
 
 #include <boost/asio/cancellation_signal.hpp>
@@ -14,9 +15,9 @@
 #include <unordered_set>
 
 #include "libcore/notifier.hpp"
+#include "service/api/context.hpp"
 #include "service/config.hpp"
-#include "service/http_api.hpp"
-#include "service/metrics.hpp"
+#include "service/telemetry/metrics.hpp"
 #include "service/websocket/job_feed.hpp"
 
 namespace gatherd::service {
@@ -36,7 +37,7 @@ class ws_outbox {
 // What every session shares.
 struct ws_services {
   const config& settings;
-  http_api& api;
+  api_context& api;
   job_feed& feed;
   metrics& meter;
 };
@@ -68,15 +69,15 @@ class ws_protocol : public job_feed::watcher, public std::enable_shared_from_thi
   core::awaitable<void> unwatch(json ref, json message);
   core::awaitable<void> gather(json ref, json message);
 
-  http_request request(std::string method, std::string target, std::string body) const;
   void reply(const json& ref, const http_response& res);
+  void reply_problem(const json& ref);  // for the exception being handled
   void reply_watching(const json& ref);
   void error(const json& ref, const std::string& code, const std::string& detail);
 
   ws_services& services_;
   ws_outbox& out_;
   core::executor ex_;
-  std::string authorization_, remote_, session_id_;
+  std::string session_id_;
   std::uint64_t next_request_ = 0;
   std::size_t messages_in_ = 0;
   bool closed_ = false;

@@ -12,7 +12,7 @@
 #include <optional>
 
 #include "libcore/notifier.hpp"
-#include "service/log.hpp"
+#include "service/telemetry/log.hpp"
 #include "service/websocket/protocol.hpp"
 
 namespace gatherd::service {

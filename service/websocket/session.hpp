@@ -8,7 +8,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <memory>
 
-#include "service/http_message.hpp"
+#include "service/http/http_message.hpp"
 
 namespace gatherd::service {
 
