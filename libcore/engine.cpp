@@ -257,9 +257,9 @@ awaitable<job_outcome> engine::run_attempts(record_ptr job) {
     std::optional<millis> retry_after;
     try {
       // (co_await kept out of braced initialisers: g++ 12 miscompiles those)
-      json result = co_await run_attempt(job, attempt);
+      job_result result = co_await run_attempt(job, attempt);
       co_return job_outcome{
-          job_state::succeeded, std::make_shared<const json>(std::move(result)), {}};
+          job_state::succeeded, std::make_shared<const job_result>(std::move(result)), {}};
     } catch (const job_failure& f) {
       error = {f.type(), f.what()};
       retryable = f.retryable();
@@ -275,7 +275,7 @@ awaitable<job_outcome> engine::run_attempts(record_ptr job) {
   }
 }
 
-awaitable<json> engine::run_attempt(record_ptr job, int attempt) {
+awaitable<job_result> engine::run_attempt(record_ptr job, int attempt) {
   const job_spec& spec = job->run->spec;
   if (!spec.attempt_timeout) co_return co_await run_kind(spec, attempt);
 
@@ -295,20 +295,26 @@ awaitable<json> engine::run_attempt(record_ptr job, int attempt) {
   std::rethrow_exception(error);
 }
 
-awaitable<json> engine::run_kind(const job_spec& spec, int attempt) {
+awaitable<job_result> engine::run_kind(const job_spec& spec, int attempt) {
+  // (Each result is named before it is wrapped: g++ 12 mishandles a co_await inside a braced
+  // initialiser.)
   const job_params& params = spec.params;
   attempt_context ctx{attempt, spec.retry.max_attempts, pool_, fetcher_};
   try {
     if (const auto* sleep = std::get_if<sleep_params>(&params)) {
-      co_return co_await run_sleep(*sleep, ctx);
+      json value = co_await run_sleep(*sleep, ctx);
+      co_return job_result{std::move(value)};
     }
     if (const auto* fetch = std::get_if<fetch_params>(&params)) {
-      co_return co_await run_fetch(*fetch, ctx);
+      fetch::fetch_result value = co_await run_fetch(*fetch, ctx);
+      co_return job_result{std::move(value)};
     }
     if (const auto* batch = std::get_if<fetch_batch_params>(&params)) {
-      co_return co_await run_fetch_batch(*batch, ctx);
+      fetch::batch_outcome value = co_await run_fetch_batch(*batch, ctx);
+      co_return job_result{std::move(value)};
     }
-    co_return co_await run_compute(std::get<compute_params>(params), ctx);
+    json value = co_await run_compute(std::get<compute_params>(params), ctx);
+    co_return job_result{std::move(value)};
   } catch (const job_failure&) {
     throw;
   } catch (const boost::system::system_error& e) {

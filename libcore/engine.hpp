@@ -17,6 +17,7 @@
 #include "libcore/engine_observer.hpp"
 #include "libcore/gather.hpp"
 #include "libcore/job_registry.hpp"
+#include "libcore/job_result.hpp"
 #include "libcore/worker_pool.hpp"
 
 namespace gatherd::core {
@@ -98,14 +99,14 @@ class engine {
   awaitable<void> run_job(record_ptr job);
   awaitable<job_outcome> run_admitted(record_ptr job);
   awaitable<job_outcome> run_attempts(record_ptr job);
-  awaitable<json> run_attempt(record_ptr job, int attempt);
-  awaitable<json> run_kind(const job_spec& spec, int attempt);
+  awaitable<job_result> run_attempt(record_ptr job, int attempt);
+  awaitable<job_result> run_kind(const job_spec& spec, int attempt);
   // The fast path of a plain sleep (engine_plain_sleep.cpp): a deadline in one queue, no coroutine.
   static bool is_plain_sleep(const job_spec& spec);
   void start_plain_sleep(record_ptr job);
   void cancel_plain_sleep(job_run& run);
   void plain_sleep_done(const record_ptr& job, boost::system::error_code ec);
-  std::shared_ptr<const json> plain_sleep_result(const sleep_params& params);
+  std::shared_ptr<const job_result> plain_sleep_result(const sleep_params& params);
   void arm_sleep_timer();
   void wake_sleepers();
   void mark_running(job_record& job, instant started = instant::now());
@@ -130,7 +131,7 @@ class engine {
   net::steady_timer sleep_timer_;  // armed for the first deadline of sleeping_
   std::optional<steady_clock::time_point> sleep_timer_for_;  // the deadline it is armed for
   // The default result of the last plain sleep, shared by the next ones of the same duration.
-  std::shared_ptr<const json> slept_result_;
+  std::shared_ptr<const job_result> slept_result_;
   millis slept_for_{-1};
   std::mt19937_64 rng_;
   std::uint64_t next_seq_ = 1;

@@ -93,12 +93,12 @@ void engine::plain_sleep_done(const record_ptr& job, boost::system::error_code e
 
 // Results are immutable once made: 10,000 sleeps of 100 ms that succeed share one
 // {"slept_ms": 100} instead of building it 10,000 times. Throws job_failure as sleep_result does.
-std::shared_ptr<const json> engine::plain_sleep_result(const sleep_params& params) {
+std::shared_ptr<const job_result> engine::plain_sleep_result(const sleep_params& params) {
   if (params.result || params.fail || params.fail_attempts > 0) {
-    return std::make_shared<const json>(sleep_result(params, 1));
+    return std::make_shared<const job_result>(job_result{sleep_result(params, 1)});
   }
   if (!slept_result_ || slept_for_ != params.duration) {
-    slept_result_ = std::make_shared<const json>(sleep_result(params, 1));
+    slept_result_ = std::make_shared<const job_result>(job_result{sleep_result(params, 1)});
     slept_for_ = params.duration;
   }
   return slept_result_;

@@ -21,6 +21,8 @@ namespace gatherd::core {
 
 using json = nlohmann::json;
 
+struct job_result;  // job_result.hpp
+
 enum class job_state : std::uint8_t { queued, running, succeeded, failed, cancelled, timed_out };
 inline constexpr job_state all_job_states[] = {job_state::queued,    job_state::running,
                                                job_state::succeeded, job_state::failed,
@@ -106,7 +108,7 @@ class job_failure : public std::runtime_error {
 
 struct job_outcome {
   job_state state = job_state::succeeded;
-  std::shared_ptr<const json> result;  // what the job's record and snapshots will share
+  std::shared_ptr<const job_result> result;  // what the job's record and snapshots will share
   std::optional<job_error> error;
 };
 
@@ -126,7 +128,7 @@ struct job_snapshot {
   std::optional<wall_clock::time_point> finished_at;
   // A succeeded job's result (null otherwise). Immutable and shared by every snapshot of the
   // job: a large result (a fetch batch's) is not copied per read.
-  std::shared_ptr<const json> result;
+  std::shared_ptr<const job_result> result;
   std::optional<job_error> error;
 };
 

@@ -61,7 +61,7 @@ struct job_record {
   wall_clock::time_point started_at;   // epoch while not started
   wall_clock::time_point finished_at;  // epoch while not finished
   job_labels labels;
-  std::shared_ptr<const json> result;  // null until it succeeds; shared with its snapshots
+  std::shared_ptr<const job_result> result;  // null until it succeeds; shared with its snapshots
   std::unique_ptr<job_error> error;
   std::string idempotency_key;
   std::string fingerprint;

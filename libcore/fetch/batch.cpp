@@ -39,8 +39,8 @@ awaitable<void> worker(batch_run& run, std::mt19937_64& rng) {
     const http_request& request = run.params.requests[i];
     fetch_result result;
     try {
-      result = co_await run.f.fetch_with_retries(request, run.params.retry, run.deadline,
-                                                 run.limit, rng);
+      result = co_await run.f.fetch_with_retries(request, run.params.retry, run.deadline, run.limit,
+                                                 rng);
     } catch (const boost::system::system_error& e) {
       if (e.code() == net::error::operation_aborted) throw;
       result.url = request.url;
@@ -72,9 +72,9 @@ awaitable<void> run_group(batch_run& run, std::size_t count, std::shared_ptr<gro
     for (std::size_t i = 0; i < count; ++i) {
       workers.push_back(net::co_spawn(ex, worker(run, rng), net::deferred));
     }
-    auto [order, errors] = co_await net::experimental::make_parallel_group(std::move(workers))
-                               .async_wait(net::experimental::wait_for_one_error(),
-                                           net::use_awaitable);
+    auto [order, errors] =
+        co_await net::experimental::make_parallel_group(std::move(workers))
+            .async_wait(net::experimental::wait_for_one_error(), net::use_awaitable);
     for (std::size_t i : order) {
       if (errors[i]) std::rethrow_exception(errors[i]);
     }
@@ -185,12 +185,6 @@ awaitable<batch_outcome> run_batch(fetcher& f, batch_params params, batch_progre
   }
   outcome.summary.elapsed = std::chrono::duration_cast<millis>(steady_clock::now() - started);
   co_return outcome;
-}
-
-json to_json(const batch_outcome& outcome) {
-  json results = json::array();
-  for (const fetch_result& r : outcome.results) results.push_back(to_json(r));
-  return json{{"results", std::move(results)}, {"summary", to_json(outcome.summary)}};
 }
 
 }  // namespace gatherd::core::fetch

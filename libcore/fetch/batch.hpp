@@ -22,7 +22,5 @@ struct batch_outcome {
 // Cancelling the caller stops every request and throws operation_aborted.
 awaitable<batch_outcome> run_batch(fetcher& f, batch_params params, batch_progress progress = {});
 
-// {"results": [...], "summary": {...}}
-json to_json(const batch_outcome& outcome);
 
 }  // namespace gatherd::core::fetch

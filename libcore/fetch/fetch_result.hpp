@@ -1,5 +1,5 @@
-// The outcome of one fetched URL, as API.md shows it in a batch's `results` and as a `fetch`
-// job's result.
+// The outcome of one fetched URL: an entry of a batch's `results` and a `fetch` job's result
+// (encoded by service/codec/fetch_codec).
 #pragma once
 
 #include <optional>
@@ -22,10 +22,6 @@ struct fetch_result {
   std::optional<job_error> error;
 };
 
-// {"url","status","headers","body","body_bytes","truncated","attempts","elapsed_ms","error"},
-// plus "index" when given (NDJSON lines). Header names are lower-cased; repeated headers are
-// joined with ", ". A body that is not UTF-8 has its invalid bytes replaced (U+FFFD).
-json to_json(const fetch_result& r, std::optional<std::size_t> index = {});
 
 struct batch_summary {
   std::size_t ok = 0;      // results without an error
@@ -33,7 +29,5 @@ struct batch_summary {
   millis elapsed{0};
   millis throttled{0};  // the sum over results
 };
-
-json to_json(const batch_summary& s);
 
 }  // namespace gatherd::core::fetch

@@ -11,7 +11,7 @@ fetch::fetcher& fetcher_of(const attempt_context& ctx) {
 }
 }  // namespace
 
-awaitable<json> run_fetch(const fetch_params& params, attempt_context ctx) {
+awaitable<fetch::fetch_result> run_fetch(const fetch_params& params, attempt_context ctx) {
   fetch::fetcher& f = fetcher_of(ctx);
   const auto started = steady_clock::now();
   fetch::attempt_outcome a =
@@ -33,14 +33,14 @@ awaitable<json> run_fetch(const fetch_params& params, attempt_context ctx) {
   result.attempts = ctx.attempt;
   result.throttled = a.throttled;
   result.elapsed = std::chrono::duration_cast<millis>(steady_clock::now() - started);
-  co_return fetch::to_json(result);
+  co_return result;
 }
 
-awaitable<json> run_fetch_batch(const fetch_batch_params& params, attempt_context ctx) {
+awaitable<fetch::batch_outcome> run_fetch_batch(const fetch_batch_params& params, attempt_context ctx) {
   fetch::fetcher& f = fetcher_of(ctx);
   fetch::batch_outcome outcome =
       co_await net::co_spawn(f.next_executor(), fetch::run_batch(f, params), net::use_awaitable);
-  co_return fetch::to_json(outcome);
+  co_return outcome;
 }
 
 }  // namespace gatherd::core

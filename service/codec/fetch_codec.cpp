@@ -243,8 +243,7 @@ void write_fetch_summary(fmt::memory_buffer& out, const core::fetch::batch_summa
                  s.failed, s.ok, s.throttled.count());
 }
 
-std::string encode_fetch_batch(const core::fetch::batch_outcome& outcome) {
-  fmt::memory_buffer out;
+void write_fetch_batch(fmt::memory_buffer& out, const core::fetch::batch_outcome& outcome) {
   append(out, R"({"results":[)");
   bool first = true;
   for (const auto& r : outcome.results) {
@@ -255,6 +254,11 @@ std::string encode_fetch_batch(const core::fetch::batch_outcome& outcome) {
   append(out, R"(],"summary":)");
   write_fetch_summary(out, outcome.summary);
   out.push_back('}');
+}
+
+std::string encode_fetch_batch(const core::fetch::batch_outcome& outcome) {
+  fmt::memory_buffer out;
+  write_fetch_batch(out, outcome);
   return fmt::to_string(out);
 }
 

@@ -44,7 +44,9 @@ void write_fetch_result(fmt::memory_buffer& out, const core::fetch::fetch_result
                         std::optional<std::size_t> index = {});
 // {"elapsed_ms","failed","ok","throttled_ms"}
 void write_fetch_summary(fmt::memory_buffer& out, const core::fetch::batch_summary& s);
-// The answer of POST /v1/fetch: {"results": [...], "summary": {...}}.
+// The answer of POST /v1/fetch and a fetch_batch job's result: {"results": [...],
+// "summary": {...}}.
+void write_fetch_batch(fmt::memory_buffer& out, const core::fetch::batch_outcome& outcome);
 std::string encode_fetch_batch(const core::fetch::batch_outcome& outcome);
 // The NDJSON lines of a streamed batch: one result with its index, then {"summary": {...}}.
 std::string encode_fetch_line(const core::fetch::fetch_result& r, std::size_t index);

@@ -223,6 +223,17 @@ void append(fmt::memory_buffer& out, std::string_view text) {
   out.append(text);
 }
 
+// A value as it is; a fetch's typed result by the fetch codec.
+void write_job_result(fmt::memory_buffer& out, const job_result& result) {
+  if (const auto* value = std::get_if<json>(&result.value)) {
+    append_json(out, *value);
+  } else if (const auto* fetched = std::get_if<fetch::fetch_result>(&result.value)) {
+    write_fetch_result(out, *fetched);
+  } else {
+    write_fetch_batch(out, std::get<fetch::batch_outcome>(result.value));
+  }
+}
+
 }  // namespace
 
 void write_job(fmt::memory_buffer& out, const job_snapshot& job) {
@@ -259,7 +270,7 @@ void write_job(fmt::memory_buffer& out, const job_snapshot& job) {
   }
   append(out, ",\"result\":");
   if (job.result) {
-    append_json(out, *job.result);
+    write_job_result(out, *job.result);
   } else {
     append(out, "null");
   }

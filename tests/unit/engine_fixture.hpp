@@ -84,7 +84,7 @@ inline job_spec sleep_spec(millis duration) {
 }
 // A job's result as JSON (null when it has none).
 inline json result_of(const job_snapshot& job) {
-  return job.result ? *job.result : json();
+  return job.result ? std::get<json>(job.result->value) : json();
 }
 
 inline sleep_params& sleep_of(job_spec& s) {
