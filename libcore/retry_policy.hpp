@@ -14,7 +14,7 @@ struct retry_policy {
   millis max_backoff{10000};
   bool jitter = true;
 
-  // The policy a partial `retry` object starts from (API.md, "Precise semantics").
+  // The policy a partial `retry` object starts from (proto/openapi.yaml, RetryPolicy).
   static retry_policy with_defaults() { return {3, millis{100}, 2.0, millis{10000}, true}; }
 
   // Ceiling of the wait before attempt `failed_attempt + 1`:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proves the docker-compose deployment (README "Deploy"). scripts/test.sh runs it last, so CI does.
+# Proves the docker-compose deployment (docs/operations.md "Deploy"). scripts/test.sh runs it last, so CI does.
 #   scripts/deploy_check.sh [--no-containers]
 #
 # Always:
@@ -9,7 +9,7 @@
 #   - scripts/deploy_check_dashboard.py: every query of every Grafana panel against a real
 #     Prometheus scraping a real gatherd (build/release, or GATHERD_BIN) under load, the alert
 #     rules evaluated there too, and gatherd exiting 0 on SIGTERM.
-# Where podman can run containers (root, ../shared/CONTAINERS.md), else a SKIP line and exit 0 for
+# Where podman can run containers (root, docs/operations.md "Containers with podman"), else a SKIP line and exit 0 for
 # this part only:
 #   - the image deploy/Dockerfile, Prometheus and nginx built from Debian packages
 #     (deploy/compose.ci.yml: the official images cannot be pulled here; Grafana is left out),
@@ -82,7 +82,7 @@ skip() {
 }
 
 # debian:bookworm-slim cannot be pulled here: make it with debootstrap from the host's Debian
-# mirror (../shared/CONTAINERS.md), with the same apt sources as the official image.
+# mirror (docs/operations.md), with the same apt sources as the official image.
 ensure_base_image() {
   podman image exists docker.io/library/debian:bookworm-slim && return 0
   local sources=/etc/apt/sources.list.d/debian.sources mirror security tmp

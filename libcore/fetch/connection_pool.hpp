@@ -28,10 +28,11 @@
 
 namespace gatherd::core::fetch {
 
+// No defaults here: the client's config (http_client_config) is their one source.
 struct pool_limits {
-  std::size_t max_total = 1024;
-  std::size_t max_per_origin = 64;
-  millis idle_timeout{30000};
+  std::size_t max_total;
+  std::size_t max_per_origin;
+  millis idle_timeout;
 };
 
 template <class Connection>

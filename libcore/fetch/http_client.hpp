@@ -36,7 +36,7 @@ struct http_response {
   std::string url;              // the URL that answered (differs from the request's after redirects)
 };
 
-// A request that got no HTTP response. `type` is the job error type of API.md:
+// A request that got no HTTP response. `type` is the job error type of the contract:
 //   invalid_url   not an absolute http(s) URL, or a host/port that cannot be used
 //   invalid_request  a method that is not an HTTP token, a header name that is not a token,
 //                 or a header value with CR, LF or NUL

@@ -20,7 +20,7 @@ struct spec_limits {
   fetch_limits fetch;
 };
 
-// A `retry` object; missing fields take the defaults of API.md.
+// A `retry` object; missing fields take retry_policy::with_defaults().
 core::retry_policy parse_retry(object_reader& r);
 
 // `path` prefixes field names in error messages (e.g. "jobs[2]").
@@ -30,7 +30,7 @@ core::job_spec parse_job_spec(const nlohmann::json& body, const spec_limits& lim
 // RFC 3339 UTC with milliseconds (2026-11-22T01:02:03.456Z), as every timestamp on the wire.
 void write_timestamp(fmt::memory_buffer& out, core::wall_clock::time_point t);
 
-// The job object of API.md, as JSON text (written directly: this is on every hot path).
+// The job object of proto/openapi.yaml, as JSON text (written directly: this is on every hot path).
 std::string encode_job(const core::job_snapshot& job);
 void write_job(fmt::memory_buffer& out, const core::job_snapshot& job);
 

@@ -24,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / "build" / "release" / "service" / "gatherd"
 OPENAPI_PATH = REPO_ROOT / "proto" / "openapi.yaml"
 DECISIONS_PATH = REPO_ROOT / "docs" / "DECISIONS.md"
+CONFIGURATION_PATH = REPO_ROOT / "docs" / "configuration.md"
 
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 JOB_FIELDS = frozenset({

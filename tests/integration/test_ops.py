@@ -6,16 +6,15 @@ import unittest
 
 import yaml
 
-from harness import (DECISIONS_PATH, OPENAPI_PATH, GatherdTestCase, child_env, gatherd_bin,
+from harness import (CONFIGURATION_PATH, DECISIONS_PATH, OPENAPI_PATH, GatherdTestCase, child_env, gatherd_bin,
                      metric_sum)
 
 SLEEP = {"kind": "sleep", "params": {"duration_ms": 1}}
 
 
 def decision_flags():
-    """Every `--flag` in the flag table of docs/DECISIONS.md plus the API.md command line
-    (without --allow-private-fetch until the fetch kind exists)."""
-    flags = set(re.findall(r"^\|\s*`(--[a-z0-9-]+)`", DECISIONS_PATH.read_text(), re.M))
+    """Every `--flag` in the flag table of docs/configuration.md plus the documented basics."""
+    flags = set(re.findall(r"^\|\s*`(--[a-z0-9-]+)`", CONFIGURATION_PATH.read_text(), re.M))
     flags |= {"--port", "--max-running", "--max-queued",
               "--shutdown-grace-ms", "--drain-ms", "--api-token", "--log-level", "--log-format"}
     return flags
@@ -101,7 +100,7 @@ class CommandLine(GatherdTestCase):
         self.assertEqual(res.returncode, 0, res.stderr)
         text = res.stdout + res.stderr
         flags = decision_flags()
-        self.assertGreaterEqual(len(flags), 20, "could not read the flag table of DECISIONS.md")
+        self.assertGreaterEqual(len(flags), 20, "could not read the flag table of docs/configuration.md")
         missing = sorted(f for f in flags if not re.search(re.escape(f) + r"(?![a-z0-9-])", text))
         self.assertEqual(missing, [], f"--help does not list these flags:\n{text}")
 

@@ -1,7 +1,7 @@
 """Named coordination primitives over HTTP: semaphores, locks, events, barriers and queues.
 
-The binding API is /work/shared/API.md ("Named coordination primitives", "Precise semantics") and
-the primitives spec (routes, bodies, errors, metrics). Every test runs the real binary on port 0
+The contract is proto/openapi.yaml and docs/DECISIONS.md ("Named primitives"): routes, bodies,
+errors, metrics. Every test runs the real binary on port 0
 through the harness; waiters are real HTTP long-polls on their own connections, in threads.
 
 Flags used: `--max-waiters 2` (429 too_many_waiters), `--max-primitives 3` (429

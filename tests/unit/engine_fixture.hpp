@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "libcore/engine.hpp"
+#include "support/coro_test.hpp"
 
 namespace gatherd::core {
 
@@ -56,17 +57,6 @@ inline void PrintTo(gather_outcome o, std::ostream* os) {
 namespace test {
 
 using namespace std::chrono_literals;
-
-// ---- time -----------------------------------------------------------------------------------
-
-inline double ms_since(steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(steady_clock::now() - t0).count();
-}
-
-inline awaitable<void> sleep_for(millis d) {
-  net::steady_timer t(co_await net::this_coro::executor, d);
-  co_await t.async_wait(net::use_awaitable);
-}
 
 // A fatal check usable inside a coroutine (ASSERT_* cannot `return` from one).
 inline void require(bool ok, const std::string& what) {
@@ -130,12 +120,7 @@ inline job_query query(std::optional<job_state> state = {}, std::optional<job_ki
 // The engine_errc an awaitable fails with, or nullopt if it succeeds.
 template <class T>
 awaitable<std::optional<engine_errc>> error_of(awaitable<T> op) {
-  try {
-    co_await std::move(op);
-  } catch (const engine_error& e) {
-    co_return e.code();
-  }
-  co_return std::nullopt;
+  return error_code_of<engine_error>(std::move(op));
 }
 
 // ---- observer -------------------------------------------------------------------------------

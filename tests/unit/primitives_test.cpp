@@ -17,29 +17,18 @@
 #include <thread>
 
 #include "libcore/primitives/coordinator.hpp"
+#include "support/coro_test.hpp"
 
 namespace gatherd::core {
 namespace {
 
 using namespace std::chrono_literals;
 
-double ms_since(steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(steady_clock::now() - t0).count();
-}
-
-awaitable<void> sleep_for(millis d) {
-  net::steady_timer t(co_await net::this_coro::executor, d);
-  co_await t.async_wait(net::as_tuple(net::use_awaitable));
-}
+using namespace test;
 
 template <class T>
 awaitable<std::optional<primitive_errc>> error_of(awaitable<T> op) {
-  try {
-    co_await std::move(op);
-  } catch (const primitive_error& e) {
-    co_return e.code();
-  }
-  co_return std::nullopt;
+  return error_code_of<primitive_error>(std::move(op));
 }
 
 acquire_request holder(std::string name, millis ttl = 30000ms, bool reentrant = false) {
