@@ -2,6 +2,7 @@
 
 #include <boost/algorithm/string.hpp>
 #include <boost/program_options.hpp>
+#include <cstdlib>
 #include <sstream>
 #include <thread>
 
@@ -18,8 +19,13 @@ namespace {
 std::string env_to_option(const std::string& env, const po::options_description& options) {
   static const std::string prefix = "GATHERD_";
   if (!env.starts_with(prefix)) return {};
+  // An empty variable is unset (compose passes "${X:-}"): it must not turn a switch on.
+  if (const char* value = std::getenv(env.c_str()); value == nullptr || *value == '\0') return {};
   std::string name = env.substr(prefix.size());
   if (name == "API_TOKENS") return "api-tokens";
+  // Print-and-exit flags are for the command line only: GATHERD_VERSION is a common build
+  // variable, and must not turn a server start into printing a version.
+  if (name == "HELP" || name == "VERSION" || name == "PRINT_ROUTES") return {};
   boost::algorithm::to_lower(name);
   boost::algorithm::replace_all(name, "_", "-");
   return options.find_nothrow(name, false) ? name : std::string{};
@@ -33,7 +39,11 @@ core::rate parse_rate(const std::string& text, const std::string& flag) {
     std::size_t used = 0;
     r.per_second = std::stod(text.substr(0, colon), &used);
     if (used != text.substr(0, colon).size()) throw std::invalid_argument(text);
-    if (colon != std::string::npos) r.burst = std::stoi(text.substr(colon + 1));
+    if (colon != std::string::npos) {
+      const std::string burst = text.substr(colon + 1);
+      r.burst = std::stoi(burst, &used);
+      if (used != burst.size()) throw std::invalid_argument(text);
+    }
   } catch (const std::exception&) {
     throw po::error(flag + " takes RATE or RATE:BURST (e.g. 50 or 50:10), not '" + text + "'");
   }

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "libcore/fetch/connection_pool.hpp"
+#include "libcore/fetch/http_syntax.hpp"
 #include "libcore/fetch/url.hpp"
 
 namespace gatherd::core::fetch {
@@ -41,17 +42,6 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 // ---- requests ------------------------------------------------------------------------------
-
-bool is_token(std::string_view s) {
-  static constexpr std::string_view specials = "!#$%&'*+-.^_`|~";
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || specials.find(c) != specials.npos;
-  });
-}
-
-bool is_field_value(std::string_view s) {
-  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
-}
 
 void validate(const http_request& r) {
   if (!is_token(r.method)) throw fetch_error("invalid_request", "invalid method");
@@ -455,8 +445,8 @@ awaitable<exchange_result> perform(Stream& stream, connection& c, attempt_state&
 // One hop: a request and its response on a pooled or new connection, with one transparent
 // retry on a fresh connection when a pooled one turns out to be dead (the peer closed it).
 awaitable<http_response> exchange(std::shared_ptr<client_core> core,
-                                  std::shared_ptr<attempt_state> st, const fetch_url& t, const hop& h,
-                                  std::size_t cap) {
+                                  std::shared_ptr<attempt_state> st, const fetch_url& t,
+                                  const hop& h, std::size_t cap) {
   auto request = build_request(core->config, t, h);
   for (int attempt = 0;; ++attempt) {
     if (st->interrupted()) fail(*st, "connect", "interrupted");

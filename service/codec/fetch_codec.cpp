@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "libcore/fetch/http_syntax.hpp"
 #include "libcore/fetch/url.hpp"
 #include "service/codec/job_codec.hpp"
 #include "service/codec/json_reader.hpp"
@@ -18,22 +19,8 @@ constexpr std::size_t max_url_length = 8192;
 constexpr std::size_t max_headers = 64;
 constexpr std::int64_t max_duration_ms = 86'400'000;
 
-bool is_token(std::string_view s) {  // RFC 9110 token: method and header names
-  if (s.empty()) return false;
-  for (unsigned char c : s) {
-    if (std::isalnum(c)) continue;
-    if (std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) == std::string_view::npos)
-      return false;
-  }
-  return true;
-}
-
-bool is_field_value(std::string_view s) {  // no CR, LF or other controls but tab
-  for (unsigned char c : s) {
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
-  }
-  return true;
-}
+using core::fetch::is_field_value;
+using core::fetch::is_token;
 
 std::string checked_url(const json& value, const std::string& field) {
   if (!value.is_string()) throw invalid_request("field '" + field + "' must be a URL string");
@@ -146,7 +133,8 @@ fetch_batch_request parse_fetch_batch(const json& body, const fetch_limits& limi
   }
 
   batch.concurrency = static_cast<std::size_t>(
-      r.integer("concurrency", 1, static_cast<std::int64_t>(limits.max_concurrency)).value_or(16));
+      r.integer("concurrency", 1, static_cast<std::int64_t>(limits.max_concurrency))
+          .value_or(std::min<std::int64_t>(16, static_cast<std::int64_t>(limits.max_concurrency))));
   if (auto rate = r.object("rate", {"per_second", "burst", "per"})) {
     core::rate limit;
     const auto per_second = rate->number("per_second", 0.001, 1e6);

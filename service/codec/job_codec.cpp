@@ -349,7 +349,9 @@ job_query parse_job_query(const std::vector<std::pair<std::string, std::string>>
   }
   if (auto kind = q.single("kind")) {
     query.kind = parse_job_kind(*kind);
-    if (!query.kind) throw invalid_request("query parameter 'kind' must be one of sleep, compute");
+    if (!query.kind)
+      throw invalid_request(
+          "query parameter 'kind' must be one of sleep, compute, fetch, fetch_batch");
   }
   for (const auto& label : q.all("label")) {
     auto colon = label.find(':');

@@ -1,5 +1,7 @@
 #include "service/codec/json_reader.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <boost/algorithm/string/predicate.hpp>
 #include <boost/json/monotonic_resource.hpp>
@@ -134,8 +136,8 @@ std::optional<double> object_reader::number(std::string_view key, double min, do
   const json* v = take(key);
   if (!v) return std::nullopt;
   if (!v->is_number() || v->get<double>() < min || v->get<double>() > max) {
-    throw invalid_request("field '" + field(key) + "' must be a number from " +
-                          std::to_string(min) + " to " + std::to_string(max));
+    throw invalid_request(
+        fmt::format("field '{}' must be a number from {} to {}", field(key), min, max));
   }
   return v->get<double>();
 }

@@ -102,6 +102,7 @@ http_response problem_from(std::exception_ptr error) {
     }
   } catch (const std::exception& e) {
     return problem_response(500, "internal", e.what());
+  } catch (...) {  // not a std::exception: still an answer, never an escape from the pipeline
   }
   return problem_response(500, "internal", "unknown error");
 }
