@@ -60,8 +60,7 @@ def log(msg):
     print(f"{TAG}: {msg}", file=sys.stderr, flush=True)
 
 
-class Invalid(Exception):
-    """The run did not measure what it claims to (an error answer, a job not succeeded...)."""
+Invalid = benchlib.InvalidRun
 
 
 def parse_ts(s):
@@ -241,13 +240,8 @@ def main():
             server_cpu_ms = (cpu_after - cpu_before) * 1000 / args.rounds
             rss = benchlib.rss_bytes(srv.pid)
             hwm = benchlib.hwm_bytes(srv.pid)
-    except Invalid as e:
-        log(f"invalid run: {e}")
-        print(f"## Gather of {args.jobs:,} sleep jobs\n\n**Invalid run**: {e}")
-        return 2
-    except RuntimeError as e:
-        log(str(e))
-        return 2
+    except (Invalid, RuntimeError) as e:
+        return benchlib.failed_run(TAG, f"Gather of {args.jobs:,} sleep jobs", e)
     finally:
         worker.close()
 

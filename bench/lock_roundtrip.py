@@ -42,6 +42,7 @@ import urllib.request
 
 sys.dont_write_bytecode = True  # keep bench/lib free of __pycache__
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import benchlib  # noqa: E402
 from gatherd_proc import GatherdProcess, cpu_seconds, display_bin, provenance, resolve_bin  # noqa: E402
 
 TAG = "lock_roundtrip"
@@ -59,8 +60,7 @@ def log(msg):
     print(f"{TAG}: {msg}", file=sys.stderr, flush=True)
 
 
-class Invalid(Exception):
-    """The run did not measure what it claims to."""
+Invalid = benchlib.InvalidRun
 
 
 # ---------------------------------------------------------------------------------- client side
@@ -287,13 +287,8 @@ def main():
                         f"gatherd CPU {m['cpu_us']:.1f} us per round trip")
                     if not srv.alive():
                         raise Invalid(f"gatherd died during {scenario}{srv.exit_note()}")
-    except Invalid as e:
-        log(f"invalid run: {e}")
-        print(f"## Lock round trips under {args.clients} clients\n\n**Invalid run**: {e}")
-        return 2
-    except RuntimeError as e:
-        log(str(e))
-        return 2
+    except (Invalid, RuntimeError) as e:
+        return benchlib.failed_run(TAG, f"Lock round trips under {args.clients} clients", e)
 
     print(f"## Lock round trips (acquire + release) under {args.clients} clients")
     print()

@@ -16,6 +16,21 @@ import urllib.error
 import urllib.request
 
 
+class InvalidRun(Exception):
+    """The run did not measure what it claims to (an error answer, a job not succeeded...)."""
+
+
+def failed_run(tag, title, error):
+    """Reports a run that failed: an InvalidRun also goes into the markdown report under `title`.
+    Returns the exit status (2)."""
+    if isinstance(error, InvalidRun):
+        print(f"{tag}: invalid run: {error}", file=sys.stderr, flush=True)
+        print(f"## {title}\n\n**Invalid run**: {error}")
+    else:
+        print(f"{tag}: {error}", file=sys.stderr, flush=True)
+    return 2
+
+
 def free_port(host="127.0.0.1"):
     """A port that was free a moment ago (the caller retries if it races)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -15,33 +15,18 @@
 
 #include "service/codec/json_reader.hpp"
 #include "service/http/problem.hpp"
+#include "support/refusal.hpp"
 
 namespace gatherd::service {
 namespace {
+
+using namespace test;
 
 using core::millis;
 using core::fetch::batch_outcome;
 using core::fetch::batch_summary;
 using core::fetch::fetch_result;
 using core::fetch::header_list;
-
-template <class F>
-request_error refusal(F&& f) {
-  try {
-    f();
-  } catch (const request_error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no request_error thrown";
-  return request_error(0, "", "");
-}
-
-void expect_400(const std::function<void()>& f, const std::string& message) {
-  const request_error e = refusal(f);
-  EXPECT_EQ(e.status(), 400u);
-  EXPECT_EQ(e.code(), "invalid_request");
-  EXPECT_EQ(std::string(e.what()), message);
-}
 
 fetch_batch_request batch_of(const std::string& text, const fetch_limits& limits = {}) {
   return parse_fetch_batch(parse_json_body(text), limits);

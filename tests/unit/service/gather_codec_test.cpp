@@ -9,28 +9,12 @@
 
 #include "service/codec/json_reader.hpp"
 #include "service/http/problem.hpp"
+#include "support/refusal.hpp"
 
 namespace gatherd::service {
 namespace {
 
-template <class F>
-request_error refusal(F&& f) {
-  try {
-    f();
-  } catch (const request_error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no request_error thrown";
-  return request_error(0, "", "");
-}
-
-template <class F>
-void expect_error(F&& f, unsigned status, const std::string& code, const std::string& message) {
-  const request_error e = refusal(std::forward<F>(f));
-  EXPECT_EQ(e.status(), status);
-  EXPECT_EQ(e.code(), code);
-  EXPECT_EQ(std::string(e.what()), message);
-}
+using namespace test;
 
 // The options of a gather body, read as the handler reads them.
 core::gather_options options_of(const std::string& text) {

@@ -15,31 +15,16 @@
 #include "libcore/job_result.hpp"
 #include "service/codec/json_reader.hpp"
 #include "service/http/problem.hpp"
+#include "support/refusal.hpp"
 
 namespace gatherd::service {
 namespace {
 
+using namespace test;
+
 using namespace std::chrono;
 using namespace std::chrono_literals;
 using core::millis;
-
-template <class F>
-request_error refusal(F&& f) {
-  try {
-    f();
-  } catch (const request_error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no request_error thrown";
-  return request_error(0, "", "");
-}
-
-void expect_400(const std::function<void()>& f, const std::string& message) {
-  const request_error e = refusal(f);
-  EXPECT_EQ(e.status(), 400u);
-  EXPECT_EQ(e.code(), "invalid_request");
-  EXPECT_EQ(std::string(e.what()), message);
-}
 
 core::job_spec spec_of(const std::string& text, const spec_limits& limits = {},
                        const std::string& path = "") {

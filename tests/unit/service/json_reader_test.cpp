@@ -12,32 +12,14 @@
 
 #include "service/codec/query_reader.hpp"
 #include "service/http/problem.hpp"
+#include "support/refusal.hpp"
 
 namespace gatherd::service {
 namespace {
 
+using namespace test;
+
 using params = std::vector<std::pair<std::string, std::string>>;
-
-// Runs `f`, which must throw request_error; returns it.
-template <class F>
-request_error refusal(F&& f) {
-  try {
-    f();
-  } catch (const request_error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no request_error thrown";
-  return request_error(0, "", "");
-}
-
-// `f` throws a 400 invalid_request with exactly `message`.
-template <class F>
-void expect_400(F&& f, const std::string& message) {
-  const request_error e = refusal(std::forward<F>(f));
-  EXPECT_EQ(e.status(), 400u);
-  EXPECT_EQ(e.code(), "invalid_request");
-  EXPECT_EQ(std::string(e.what()), message);
-}
 
 // ---- parse_json_body
 
