@@ -38,6 +38,7 @@ void admission::withdraw(ticket& t) {
 void admission::release(ticket& t) {
   if (!t.granted_) return;
   t.granted_ = false;
+  released_.record(steady_clock::now());
   if (queue_.empty()) {
     --running_;
     return;

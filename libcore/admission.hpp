@@ -11,6 +11,7 @@
 
 #include "libcore/asio.hpp"
 #include "libcore/clock.hpp"
+#include "libcore/drain_rate.hpp"
 
 namespace gatherd::core {
 
@@ -51,6 +52,13 @@ class admission {
   // Gives a granted ticket's slot to the first in line; no effect on a ticket without one.
   void release(ticket& t);
 
+  // When `n` more jobs are likely to fit, at the rate slots were released lately (a refusal's
+  // Retry-After); none before there is a rate to go by.
+  std::optional<millis> time_until_room(std::size_t n) const {
+    const std::size_t room = (max_running_ - running_) + (max_queued_ - queue_.size());
+    return n <= room ? millis{0} : released_.time_for(n - room, steady_clock::now());
+  }
+
   std::size_t running() const { return running_; }
   std::size_t queued() const { return queue_.size(); }
 
@@ -60,6 +68,7 @@ class admission {
   executor executor_;
   std::size_t running_ = 0;
   std::list<ticket*> queue_;
+  drain_rate released_;
 };
 
 }  // namespace gatherd::core

@@ -55,7 +55,7 @@ engine::engine(executor io, engine_config config, engine_observer* observer,
       config_(config),
       observer_(observer ? observer : &null_observer_),
       admission_(config.max_running, config.max_queued, strand_),
-      registry_(config.max_retained),
+      registry_(config.max_retained, config.max_job_bytes),
       pool_(config.compute_threads),
       fetcher_(fetcher),
       sweep_timer_(strand_),
@@ -98,6 +98,7 @@ awaitable<submission> engine::do_submit(job_spec spec) {
   }
   if (auto existing = replay(spec)) co_return submission{existing->snapshot(), false};
   check_room(1);
+  check_bytes(spec_bytes(spec), 1);
   co_return submission{create(std::move(spec), instant::now())->snapshot(), true};
 }
 
@@ -119,7 +120,7 @@ std::vector<std::pair<engine::record_ptr, bool>> engine::admit_all(
   }
   // Check everything before creating anything: keys replayed from the registry, and keys
   // repeated within the batch (the same spec again replays the first, a different one conflicts).
-  std::size_t fresh = 0;
+  std::size_t fresh = 0, fresh_bytes = 0;
   std::unordered_map<std::string_view, std::string_view> batch_keys;  // key -> fingerprint
   for (const job_spec* each : specs) {
     const job_spec& spec = *each;
@@ -136,8 +137,10 @@ std::vector<std::pair<engine::record_ptr, bool>> engine::admit_all(
       }
     }
     ++fresh;
+    fresh_bytes += spec_bytes(spec);
   }
   check_room(fresh);
+  check_bytes(fresh_bytes, fresh);
   std::vector<std::pair<record_ptr, bool>> out;
   out.reserve(specs.size());
   const instant admitted = instant::now();
@@ -168,7 +171,24 @@ void engine::check_room(std::size_t n) {
   throw engine_error(engine_errc::queue_full,
                      std::to_string(admission_.running()) + " jobs running and " +
                          std::to_string(admission_.queued()) + " queued: no room for " +
-                         std::to_string(n) + " more");
+                         std::to_string(n) + " more",
+                     admission_.time_until_room(n));
+}
+
+void engine::check_bytes(std::size_t bytes, std::size_t n) {
+  if (registry_.make_room(bytes)) return;
+  const std::string held =
+      std::to_string(registry_.unfinished_bytes()) + " bytes of unfinished jobs";
+  if (bytes > registry_.max_bytes()) {
+    observer_->job_rejected("job_too_large", n);
+    throw engine_error(engine_errc::job_too_large,
+                       std::to_string(bytes) + " bytes of job data can never fit in the server's " +
+                           std::to_string(registry_.max_bytes()) + " bytes for jobs");
+  }
+  observer_->job_rejected("jobs_memory_full", n);
+  throw engine_error(engine_errc::jobs_memory_full,
+                     held + " of the server's " + std::to_string(registry_.max_bytes()) +
+                         " for jobs: no room for " + std::to_string(bytes) + " more");
 }
 
 engine::record_ptr engine::create(job_spec&& spec, instant admitted) {
@@ -440,6 +460,7 @@ void engine::update_gauges() {
   queued_.store(n_queued_, std::memory_order_relaxed);
   running_.store(n_running_, std::memory_order_relaxed);
   retained_.store(registry_.retained(), std::memory_order_relaxed);
+  job_bytes_.store(registry_.bytes(), std::memory_order_relaxed);
 }
 
 engine::record_ptr engine::find_or_throw(const job_id& id) const {

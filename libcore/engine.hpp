@@ -30,6 +30,8 @@ struct engine_config {
   std::size_t max_running = 64;
   std::size_t max_queued = 10000;
   std::size_t max_retained = 100000;
+  // Payload bytes of every job held (specs, labels, results, errors): job_registry's budget.
+  std::size_t max_job_bytes = std::size_t{512} << 20;
   millis default_retention{600000};
   std::size_t compute_threads = 2;
   millis sweep_interval{1000};
@@ -74,6 +76,7 @@ class engine {
   std::size_t queued() const { return queued_.load(std::memory_order_relaxed); }
   std::size_t running() const { return running_.load(std::memory_order_relaxed); }
   std::size_t retained() const { return retained_.load(std::memory_order_relaxed); }
+  std::size_t job_bytes() const { return job_bytes_.load(std::memory_order_relaxed); }
 
  private:
   using record_ptr = job_registry::record_ptr;
@@ -95,6 +98,8 @@ class engine {
   // An existing job for an idempotent resubmission of `spec`, or null; throws on a conflict.
   record_ptr replay(const job_spec& spec) const;
   void check_room(std::size_t n);
+  // Room for `n` new jobs of `bytes` (spec_bytes) in max_job_bytes; evicts finished jobs for it.
+  void check_bytes(std::size_t bytes, std::size_t n);
   record_ptr create(job_spec&& spec, instant admitted);
   awaitable<void> run_job(record_ptr job);
   awaitable<job_outcome> run_admitted(record_ptr job);
@@ -138,7 +143,7 @@ class engine {
   std::size_t n_queued_ = 0;
   std::size_t n_running_ = 0;
   bool accepting_ = true;
-  std::atomic<std::size_t> queued_{0}, running_{0}, retained_{0};
+  std::atomic<std::size_t> queued_{0}, running_{0}, retained_{0}, job_bytes_{0};
 };
 
 }  // namespace gatherd::core

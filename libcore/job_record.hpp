@@ -67,11 +67,20 @@ struct job_record {
   std::string fingerprint;
   millis retention{0};
   bool registered = false;  // listed in the registry (job_registry keeps this)
+  std::size_t bytes = 0;    // what the registry counts for it against its byte budget
   notifier finished;        // long-polls waiting for a terminal state
   std::unique_ptr<job_run> run;
 
   bool started() const { return started_at != wall_clock::time_point{}; }
   job_snapshot snapshot() const;
 };
+
+// Payload bytes (libcore/payload_bytes.hpp) of what a job holds, for the registry's budget:
+// unfinished, its spec (params, labels, idempotency key and fingerprint); finished, its labels,
+// key, fingerprint, result and error (the spec is gone by then). Durations, counts and other
+// fixed-size fields are not payload: the count cap (max_retained) bounds those.
+std::size_t spec_bytes(const job_spec& spec);
+std::size_t unfinished_bytes(const job_record& job);  // from job.run's spec
+std::size_t finished_bytes(const job_record& job);
 
 }  // namespace gatherd::core

@@ -18,6 +18,8 @@ void job_registry::add(record_ptr job) {
   by_seq_.emplace_hint(by_seq_.end(), job->seq, job.get());  // seq only grows
   if (!job->idempotency_key.empty()) by_key_[job->idempotency_key] = job.get();
   job->registered = true;
+  job->bytes = is_terminal(job->state) ? finished_bytes(*job) : core::unfinished_bytes(*job);
+  (is_terminal(job->state) ? finished_bytes_ : unfinished_bytes_) += job->bytes;
   by_id_.emplace(job->id, std::move(job));
 }
 
@@ -30,6 +32,7 @@ void job_registry::drop(const job_id& id) {
   if (it == by_id_.end()) return;
   job_record& job = *it->second;
   if (is_terminal(job.state)) --retained_;
+  (is_terminal(job.state) ? finished_bytes_ : unfinished_bytes_) -= job.bytes;
   job.registered = false;
   by_seq_.erase(job.seq);
   if (!job.idempotency_key.empty()) {
@@ -42,13 +45,28 @@ void job_registry::drop(const job_id& id) {
 void job_registry::retain(job_record& job, steady_clock::time_point expires_at) {
   if (!job.registered) return;  // deleted while it ran
   ++retained_;
+  unfinished_bytes_ -= job.bytes;
+  job.bytes = finished_bytes(job);
+  finished_bytes_ += job.bytes;
   finish_order_.push_back(job.id);
   expiries_.emplace(expires_at, job.id);
-  while (retained_ > max_retained_ && !finish_order_.empty()) {
-    job_id oldest = finish_order_.front();
-    finish_order_.pop_front();
-    drop(oldest);
+  while ((retained_ > max_retained_ || bytes() > max_bytes_) && evict_oldest()) {
   }
+}
+
+bool job_registry::make_room(std::size_t incoming) {
+  if (unfinished_bytes_ > max_bytes_ || incoming > max_bytes_ - unfinished_bytes_) return false;
+  while (bytes() + incoming > max_bytes_ && evict_oldest()) {
+  }
+  return true;
+}
+
+bool job_registry::evict_oldest() {
+  if (finish_order_.empty()) return false;
+  job_id oldest = finish_order_.front();
+  finish_order_.pop_front();
+  drop(oldest);  // (an entry of a job already gone drops nothing)
+  return true;
 }
 
 std::size_t job_registry::expire(steady_clock::time_point now) {

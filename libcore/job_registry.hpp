@@ -1,11 +1,14 @@
 // Jobs by id, in creation order for listing, by idempotency key; retention of finished jobs
-// by time and by count (oldest finished evicted first), so memory stays bounded.
+// by time, by count and by bytes (oldest finished evicted first), so memory stays bounded.
+// Bytes are the payload of every job held (job_record.hpp: spec_bytes and friends), kept as
+// running totals: counted once when a job is added and once when it finishes.
 // Single-threaded: the engine calls it from its strand.
 #pragma once
 
 #include <algorithm>
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -37,7 +40,9 @@ class job_registry {
 
   // Sized up front for `max_retained` jobs (at most 262,144; a larger table grows as it fills):
   // no rehash of a large table pauses admissions while it fills.
-  explicit job_registry(std::size_t max_retained) : max_retained_(max_retained) {
+  explicit job_registry(std::size_t max_retained,
+                        std::size_t max_bytes = std::numeric_limits<std::size_t>::max())
+      : max_retained_(max_retained), max_bytes_(max_bytes) {
     by_id_.reserve(std::min<std::size_t>(max_retained, std::size_t{1} << 18));
   }
 
@@ -47,8 +52,12 @@ class job_registry {
   void remove(const job_id& id);
 
   // `job` has just finished: keep it until `expires_at`, then forget it. Evicts the oldest
-  // finished jobs while more than `max_retained` are kept.
+  // finished jobs while more than `max_retained` are kept or more than `max_bytes` are held
+  // (the job itself last: one whose own data does not fit is forgotten at once).
   void retain(job_record& job, steady_clock::time_point expires_at);
+  // Room for `bytes` more of unfinished jobs (their spec_bytes): evicts the oldest finished
+  // jobs as needed. False, evicting nothing, when unfinished jobs alone leave too little.
+  bool make_room(std::size_t bytes);
   // Forgets finished jobs whose retention has passed; returns how many.
   std::size_t expire(steady_clock::time_point now);
 
@@ -56,13 +65,19 @@ class job_registry {
 
   std::size_t size() const { return by_id_.size(); }
   std::size_t retained() const { return retained_; }
+  std::size_t bytes() const { return unfinished_bytes_ + finished_bytes_; }
+  std::size_t unfinished_bytes() const { return unfinished_bytes_; }
+  std::size_t max_bytes() const { return max_bytes_; }
 
  private:
   bool is_current(const job_id& id) const { return by_id_.contains(id); }
   void drop(const job_id& id);
+  bool evict_oldest();  // false when no finished job is left
 
   std::size_t max_retained_;
-  std::size_t retained_ = 0;                                          // finished jobs kept
+  std::size_t max_bytes_;
+  std::size_t retained_ = 0;  // finished jobs kept
+  std::size_t unfinished_bytes_ = 0, finished_bytes_ = 0;
   boost::unordered_flat_map<job_id, record_ptr, job_id_hash> by_id_;  // open addressing
   std::map<std::uint64_t, job_record*> by_seq_;
   std::unordered_map<std::string, job_record*> by_key_;

@@ -38,7 +38,10 @@ class worker_pool {
                     error = std::current_exception();
                   }
                   auto ex = g.get_executor();
-                  net::dispatch(ex, [h = std::move(h), error, v = std::move(value)]() mutable {
+                  // Everything moves to the caller's thread: this worker keeps no reference to
+                  // the exception (its count lives in uninstrumented libstdc++, invisible to TSan).
+                  net::dispatch(ex, [h = std::move(h), error = std::move(error),
+                                     v = std::move(value)]() mutable {
                     std::move(h)(error, v ? std::move(*v) : result{});
                   });
                 });

@@ -67,8 +67,12 @@ void validate(const config& c) {
   require(c.header_timeout.count() > 0 && c.body_timeout.count() > 0, "timeouts must be positive");
   require(c.max_primitives >= 1 && c.max_waiters >= 1,
           "--max-primitives and --max-waiters must be at least 1");
+  require(c.queue_max_bytes >= 1 && c.queues_max_bytes >= 1 && c.jobs_max_bytes >= 1,
+          "--queue-max-bytes, --queues-max-bytes and --jobs-max-bytes must be at least 1");
   require(c.ws_max_message_bytes >= 64, "--ws-max-message-bytes must be at least 64");
   require(c.ws_outbox_bytes >= 4096, "--ws-outbox-bytes must be at least 4096");
+  require(c.ws_close_timeout.count() >= 1, "--ws-close-timeout-ms must be at least 1");
+  require(c.retry_after_max.count() >= 1000, "--retry-after-max-ms must be at least 1000");
   require(c.ws_idle_timeout.count() >= 100, "--ws-idle-timeout-ms must be at least 100");
   require(c.ws_max_inflight >= 1, "--ws-max-inflight must be at least 1");
   require(c.fetch_max_connections >= 1 && c.fetch_max_connections_per_host >= 1,
@@ -95,7 +99,9 @@ command parse_command_line(int argc, const char* const argv[]) {
   command cmd;
   config& c = cmd.settings;
   std::int64_t header_timeout = 0, body_timeout = 0, retention = 0, max_retention = 0, grace = 0,
-               drain = 0, ws_idle = 0, fetch_idle = 0, fetch_connect = 0, fetch_timeout = 0;
+               drain = 0, ws_idle = 0, ws_close = 0, retry_after_max = 0,
+               admin_port = -1, fetch_idle = 0, fetch_connect = 0, fetch_timeout = 0,
+               primitive_idle = 0;
   std::string tokens_csv, host_rate, allow_hosts_csv;
   std::vector<std::string> host_rates;
 
@@ -112,6 +118,7 @@ command parse_command_line(int argc, const char* const argv[]) {
     ("max-running", po::value(&c.max_running)->default_value(c.max_running), "jobs running at once")
     ("max-queued", po::value(&c.max_queued)->default_value(c.max_queued), "jobs waiting for a run slot; beyond: 429 queue_full")
     ("max-retained-jobs", po::value(&c.max_retained_jobs)->default_value(c.max_retained_jobs), "finished jobs kept; oldest evicted first")
+    ("jobs-max-bytes", po::value(&c.jobs_max_bytes)->default_value(c.jobs_max_bytes), "payload bytes of every job held (specs, labels, results, errors); oldest finished evicted first, then 429")
     ("default-retention-ms", po::value(&retention)->default_value(c.default_retention.count()), "how long a finished job is kept when its spec does not say")
     ("max-retention-ms", po::value(&max_retention)->default_value(c.max_retention.count()), "largest retention_ms a spec may ask for")
     ("max-batch", po::value(&c.max_batch)->default_value(c.max_batch), "jobs per POST /v1/jobs/batch")
@@ -121,12 +128,19 @@ command parse_command_line(int argc, const char* const argv[]) {
     ("header-timeout-ms", po::value(&header_timeout)->default_value(c.header_timeout.count()), "a complete request header within this of connect or of the previous response")
     ("body-timeout-ms", po::value(&body_timeout)->default_value(c.body_timeout.count()), "a complete request body within this after its header")
     ("max-connections", po::value(&c.max_connections)->default_value(c.max_connections), "open client connections; more are closed at accept")
+    ("max-connections-per-client", po::value(&c.max_connections_per_client)->default_value(c.max_connections_per_client), "open connections per client address; more are closed at accept; 0 = no cap")
+    ("admin-port", po::value(&admin_port), "a second listener (on --host) serving only /healthz, /readyz and /metrics; 0 picks a free one; unset: none")
+    ("retry-after-max-ms", po::value(&retry_after_max)->default_value(c.retry_after_max.count()), "the largest Retry-After a 429 or 503 carries (it is computed from the state that refused)")
     ("max-primitives", po::value(&c.max_primitives)->default_value(c.max_primitives), "named semaphores, locks, events, barriers and queues, all together; more: 429")
     ("max-waiters", po::value(&c.max_waiters)->default_value(c.max_waiters), "waiters per named primitive; more: 429")
+    ("primitive-idle-ms", po::value(&primitive_idle)->default_value(c.primitive_idle.count()), "a named primitive idle this long (no holder, waiter or item; an event not set) is forgotten; 0 = never")
+    ("queue-max-bytes", po::value(&c.queue_max_bytes)->default_value(c.queue_max_bytes), "payload bytes of one queue's items, and the largest max_bytes a queue may ask for")
+    ("queues-max-bytes", po::value(&c.queues_max_bytes)->default_value(c.queues_max_bytes), "payload bytes of the items of every queue together")
     ("ws-max-connections", po::value(&c.ws_max_connections)->default_value(c.ws_max_connections), "open WebSockets; more upgrades get 429")
     ("ws-max-message-bytes", po::value(&c.ws_max_message_bytes)->default_value(c.ws_max_message_bytes), "largest WebSocket message accepted; bigger closes with 1009")
     ("ws-outbox-bytes", po::value(&c.ws_outbox_bytes)->default_value(c.ws_outbox_bytes), "outbound bytes queued per WebSocket; a client that lets more pile up is closed with 1008")
     ("ws-idle-timeout-ms", po::value(&ws_idle)->default_value(c.ws_idle_timeout.count()), "a WebSocket peer silent this long (not even a pong) is dropped; pings go out at half of it")
+    ("ws-close-timeout-ms", po::value(&ws_close)->default_value(c.ws_close_timeout.count()), "how long a closing WebSocket waits for the peer's close frame (on shutdown too)")
     ("ws-max-inflight", po::value(&c.ws_max_inflight)->default_value(c.ws_max_inflight), "operations running at once per WebSocket; beyond, reading pauses")
     ("ws-max-watched", po::value(&c.ws_max_watched)->default_value(c.ws_max_watched), "job ids watched per WebSocket")
     ("allow-private-fetch", po::bool_switch(&c.allow_private_fetch), "let fetch reach loopback, private, link-local and metadata addresses (tests, local demos)")
@@ -189,6 +203,13 @@ command parse_command_line(int argc, const char* const argv[]) {
     c.shutdown_grace = non_negative(grace, "--shutdown-grace-ms");
     c.drain = non_negative(drain, "--drain-ms");
     c.ws_idle_timeout = non_negative(ws_idle, "--ws-idle-timeout-ms");
+    c.ws_close_timeout = non_negative(ws_close, "--ws-close-timeout-ms");
+    c.primitive_idle = non_negative(primitive_idle, "--primitive-idle-ms");
+    c.retry_after_max = non_negative(retry_after_max, "--retry-after-max-ms");
+    if (vm.count("admin-port")) {
+      if (admin_port < 0 || admin_port > 65535) throw po::error("--admin-port must be in [0, 65535]");
+      c.admin_port = static_cast<std::uint16_t>(admin_port);
+    }
     c.fetch_idle_timeout = non_negative(fetch_idle, "--fetch-idle-ms");
     c.fetch_connect_timeout = non_negative(fetch_connect, "--fetch-connect-timeout-ms");
     c.fetch_timeout = non_negative(fetch_timeout, "--fetch-timeout-ms");

@@ -34,6 +34,7 @@ struct config {
   std::size_t max_running = defaults::engine.max_running;
   std::size_t max_queued = defaults::engine.max_queued;
   std::size_t max_retained_jobs = defaults::engine.max_retained;
+  std::size_t jobs_max_bytes = defaults::engine.max_job_bytes;  // payload of every job held
   millis default_retention = defaults::engine.default_retention;
   millis max_retention = defaults::limits.max_retention;
   std::size_t max_batch = 1000;
@@ -43,14 +44,26 @@ struct config {
   millis header_timeout{10000};
   millis body_timeout{30000};
   std::size_t max_connections = 10000;
+  // Connections one client address may hold open (0: no cap). Behind a load balancer every
+  // client shares its address: raise it or set 0 there.
+  std::size_t max_connections_per_client = 1000;
+  // A second listener serving only /healthz, /readyz and /metrics (none when unset), so probes
+  // and scrapes never queue behind client traffic or its connection caps.
+  std::optional<std::uint16_t> admin_port;
+  // 429 and 503 answers carry a Retry-After computed from the state that refused, at most this.
+  millis retry_after_max{30000};
   // Named primitives
   std::size_t max_primitives = defaults::primitives.max_primitives;
   std::size_t max_waiters = defaults::primitives.max_waiters;
+  millis primitive_idle = defaults::primitives.idle_timeout;  // 0: never forgotten
+  std::size_t queue_max_bytes = defaults::primitives.queue_max_bytes;    // per queue
+  std::size_t queues_max_bytes = defaults::primitives.queues_max_bytes;  // all queues
   // WebSocket sessions (GET /v1/ws)
   std::size_t ws_max_connections = 10000;
   std::size_t ws_max_message_bytes = 1 << 20;
   std::size_t ws_outbox_bytes = 4 << 20;
   millis ws_idle_timeout{60000};
+  millis ws_close_timeout{1000};  // for the peer's close frame once we have sent ours
   std::size_t ws_max_inflight = 64;
   std::size_t ws_max_watched = 10000;
   // Outbound fetch (POST /v1/fetch and the fetch job kinds)

@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "libcore/engine.hpp"
@@ -41,7 +42,7 @@ net::awaitable<void> pause(std::chrono::milliseconds d) {
 }
 
 net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& c, api_context& api,
-                                        server& srv, core::engine& engine,
+                                        server& srv, server* admin, core::engine& engine,
                                         core::coordinator& primitives, io_pool& io) {
   auto [ec, signal] = co_await signals.async_wait(net::as_tuple(net::use_awaitable));
   const auto began = std::chrono::steady_clock::now();
@@ -53,6 +54,7 @@ net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& 
   if (c.drain.count() > 0) co_await pause(c.drain);  // let load balancers see 503
   srv.stop_accepting();
   srv.drain();
+  // The admin listener keeps answering probes (readyz 503) and scrapes until the very end.
   co_await engine.shutdown(c.shutdown_grace);  // jobs finish or are cancelled, cleanup awaited
   co_await primitives.shutdown();              // waiters answer, the lease sweeper ends
   // Requests in flight (long-polls included) end now that every job is final; bound the wait.
@@ -62,6 +64,12 @@ net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& 
   }
   srv.close_all();
   while (srv.open_connections() > 0) co_await pause(std::chrono::milliseconds(10));
+  if (admin) {
+    admin->stop_accepting();
+    admin->drain();
+    admin->close_all();
+    while (admin->open_connections() > 0) co_await pause(std::chrono::milliseconds(10));
+  }
   log::info("shutdown.done")
       .add("duration_ms",
            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began)
@@ -86,6 +94,7 @@ core::engine_config engine_config(const config& c) {
   e.max_running = c.max_running;
   e.max_queued = c.max_queued;
   e.max_retained = c.max_retained_jobs;
+  e.max_job_bytes = c.jobs_max_bytes;
   e.default_retention = c.default_retention;
   e.compute_threads = c.compute_threads;
   return e;
@@ -95,6 +104,9 @@ core::coordinator_config coordinator_config(const config& c) {
   core::coordinator_config p;
   p.max_primitives = c.max_primitives;
   p.max_waiters = c.max_waiters;
+  p.idle_timeout = c.primitive_idle;
+  p.queue_max_bytes = c.queue_max_bytes;
+  p.queues_max_bytes = c.queues_max_bytes;
   return p;
 }
 
@@ -113,6 +125,8 @@ void export_limits(metrics& m, const config& c) {
       {"max_retained_jobs", c.max_retained_jobs},
       {"max_connections", c.max_connections},
       {"max_primitives", c.max_primitives},
+      {"queues_max_bytes", c.queues_max_bytes},
+      {"jobs_max_bytes", c.jobs_max_bytes},
       {"ws_max_connections", c.ws_max_connections},
       {"fetch_max_connections", c.fetch_max_connections},
       {"fetch_max_connections_per_host", c.fetch_max_connections_per_host},
@@ -146,6 +160,7 @@ int main(int argc, char* argv[]) {
     core::coordinator primitives(io.main().get_executor(), coordinator_config(c));
     meter.on_scrape([&engine, &primitives, &fetch_meter, &http_client](metrics& m) {
       m.set_jobs(engine.queued(), engine.running(), engine.retained());
+      m.set_job_bytes(engine.job_bytes());
       fetch_meter.set_client(http_client->stats());
       m.set_primitives(primitives.stats());
       m.set_log_dropped(log::dropped());
@@ -155,8 +170,17 @@ int main(int argc, char* argv[]) {
     pipeline requests(routes, api, meter);
     ws_services websockets{c, api, feed, meter};
     server srv(io, c, requests, meter, websockets);
+    const route_table probe_routes = admin_routes();
+    pipeline probes(probe_routes, api, meter);
+    std::optional<server> admin;
+    if (c.admin_port) admin.emplace(io, c, probes, meter, websockets);
     try {
-      const auto bound = srv.listen();
+      if (admin) {  // announced first: whoever waits for "listening" finds both
+        const auto bound = admin->listen(c.host, *c.admin_port);
+        log::announce("admin_listening", "address", bound.address().to_string(), "port",
+                      bound.port());
+      }
+      const auto bound = srv.listen(c.host, c.port);
       log::announce("listening", "address", bound.address().to_string(), "port", bound.port());
     } catch (const std::exception& e) {
       log::error("listen_failed")
@@ -167,11 +191,14 @@ int main(int argc, char* argv[]) {
       return 1;
     }
     net::signal_set signals(io.main(), SIGINT, SIGTERM);
-    net::co_spawn(io.main(), shutdown_on_signal(signals, c, api, srv, engine, primitives, io),
+    net::co_spawn(io.main(),
+                  shutdown_on_signal(signals, c, api, srv, admin ? &*admin : nullptr, engine,
+                                     primitives, io),
                   net::detached);
     engine.start();
     primitives.start();
     srv.start();
+    if (admin) admin->start();
     api.ready.store(readiness::ready);
     log::info("started")
         .add("threads", c.threads)

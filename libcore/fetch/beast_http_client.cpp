@@ -92,6 +92,14 @@ http::request<http::string_body> build_request(const http_client_config& config,
     r.body() = h.body;
     r.content_length(h.body.size());
   }
+  // The last check before bytes leave: whatever produced them (the URL, a redirect's Location,
+  // the caller's headers), nothing here may end a line or split the request.
+  if (!is_origin_form(t.path)) throw fetch_error("invalid_url", "the request target is not origin-form");
+  for (const auto& field : r) {
+    if (!is_field_value(field.value())) {
+      throw fetch_error("invalid_url", "a header value holds a control character");
+    }
+  }
   return r;
 }
 
@@ -352,7 +360,7 @@ awaitable<std::unique_ptr<connection>> open_connection(client_core& core, attemp
   const auto decision = check_egress(core.config.egress, t.host, endpoints);
   if (decision.allowed.empty()) {
     ++core.stats->egress_denied;
-    throw fetch_error("fetch_denied", egress_denied_message(t.host, decision));
+    throw fetch_error("fetch_denied", egress_denied_message(t.host));
   }
 
   // On the request's own executor: the socket's I/O completes on the caller's thread.

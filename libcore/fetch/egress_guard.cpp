@@ -100,12 +100,9 @@ egress_decision check_egress(const egress_policy& policy, std::string_view host,
   return decision;
 }
 
-std::string egress_denied_message(std::string_view host, const egress_decision& decision) {
-  std::string message = "egress to ";
-  message += host;
-  if (decision.refused) message += " (" + decision.refused->to_string() + ")";
-  message += " refused: not a public address";
-  return message;
+std::string egress_denied_message(std::string_view host) {
+  // Where the name points stays unsaid: echoing it would let a client map internal DNS.
+  return "egress to " + std::string(host) + " refused: it is not a public destination";
 }
 
 }  // namespace gatherd::core::fetch

@@ -33,7 +33,7 @@ struct egress_decision {
 egress_decision check_egress(const egress_policy& policy, std::string_view host,
                              std::span<const boost::asio::ip::tcp::endpoint> endpoints);
 
-// "egress to <host> (<address>) refused: not a public address", for fetch_denied errors.
-std::string egress_denied_message(std::string_view host, const egress_decision& decision);
+// "egress to <host> refused: ...", for fetch_denied errors; never the address it resolved to.
+std::string egress_denied_message(std::string_view host);
 
 }  // namespace gatherd::core::fetch

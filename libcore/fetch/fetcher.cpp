@@ -32,6 +32,11 @@ bool retryable_status(unsigned status) {
   return status == 429 || (status >= 500 && status <= 599);
 }
 
+std::string exhausted_message(unsigned status, int attempts) {
+  return "the server answered " + std::to_string(status) + " to the last of " +
+         std::to_string(attempts) + (attempts == 1 ? " attempt" : " attempts");
+}
+
 bool retryable_error(std::string_view type) {
   return type == "connect" || type == "timeout";
 }
@@ -137,6 +142,12 @@ awaitable<fetch_result> fetcher::fetch_with_retries(
     }
     if (!retry) {
       if (a.response) {
+        // Retries were asked for and this status is one they retry: ending on it is a failure,
+        // not a result (the status stays readable beside the error).
+        if (policy.max_attempts > 1 && retryable_status(a.response->status)) {
+          result.error = job_error{"http_status", exhausted_message(a.response->status,
+                                                                    result.attempts)};
+        }
         result.status = a.response->status;
         result.headers = std::move(a.response->headers);
         result.body = std::move(a.response->body);

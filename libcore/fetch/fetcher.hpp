@@ -48,6 +48,9 @@ struct attempt_outcome {
 // Retried: connect errors, timeouts, 429 and 5xx.
 bool retryable_status(unsigned status);
 bool retryable_error(std::string_view type);
+// The error message of a fetch whose retries ended on a retryable status (type http_status).
+std::string exhausted_message(unsigned status, int attempts);
+
 // Retry-After as delta-seconds or an HTTP date, relative to now; none when absent or unusable.
 std::optional<millis> retry_after(const header_list& headers);
 

@@ -25,4 +25,13 @@ inline bool is_field_value(std::string_view s) {
   });
 }
 
+// An origin-form request target: printable ASCII without spaces (anything else is
+// percent-encoded by then), starting with '/'.
+inline bool is_origin_form(std::string_view s) {
+  return s.starts_with('/') && std::all_of(s.begin(), s.end(), [](char ch) {
+           const auto c = static_cast<unsigned char>(ch);
+           return c > 0x20 && c < 0x7f;
+         });
+}
+
 }  // namespace gatherd::core::fetch

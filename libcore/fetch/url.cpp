@@ -6,6 +6,7 @@
 #include <cctype>
 
 #include "libcore/fetch/http_client.hpp"
+#include "libcore/fetch/http_syntax.hpp"
 
 namespace gatherd::core::fetch {
 
@@ -74,6 +75,11 @@ fetch_url from_view(urls::url_view u) {
   t.path = u.encoded_path();
   if (t.path.empty()) t.path = "/";
   if (u.has_query()) t.path += "?" + std::string(u.encoded_query());
+  // Boost.URL 1.81 reads "http://127.0.0.1%00.example.com:8080/a" as the IPv4 host 127.0.0.1
+  // followed by the path "%00.example.com:8080/a": an authority's path must begin with '/'.
+  if (!is_origin_form(t.path)) {
+    invalid_url("the URL's host is not followed by a port or a path: " + std::string(u.buffer()));
+  }
   t.url = u.buffer();
   return t;
 }

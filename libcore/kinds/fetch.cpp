@@ -20,8 +20,13 @@ awaitable<fetch::fetch_result> run_fetch(const fetch_params& params, attempt_con
     throw job_failure(a.error->type, a.error->message, fetch::retryable_error(a.error->type));
   }
   fetch::http_response& response = *a.response;
-  if (fetch::retryable_status(response.status) && ctx.attempt < ctx.max_attempts) {
-    throw job_failure("http_status", "the server answered " + std::to_string(response.status),
+  // A retryable status fails the attempt when retries were asked for: retried while attempts
+  // remain, and on the last one the job fails (its error names the status).
+  if (fetch::retryable_status(response.status) && ctx.max_attempts > 1) {
+    throw job_failure("http_status",
+                      ctx.attempt < ctx.max_attempts
+                          ? "the server answered " + std::to_string(response.status)
+                          : fetch::exhausted_message(response.status, ctx.attempt),
                       true, fetch::retry_after(response.headers));
   }
   fetch::fetch_result result;

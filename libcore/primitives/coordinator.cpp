@@ -6,6 +6,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <cctype>
+#include <type_traits>
+
+#include "libcore/payload_bytes.hpp"
 
 namespace gatherd::core {
 
@@ -48,10 +51,32 @@ steady_clock::time_point deadline_after(millis wait) {
   return steady_clock::now() + wait;
 }
 
+// Idle: forgetting it loses nothing but configuration a client restores with PUT (semaphores,
+// barriers and queues then answer 404, loudly; locks and events read as fresh ones, which is
+// what they are). Never a holder, a waiter, an item, or a set event.
+bool is_idle(const semaphore& s) {
+  return s.holders().empty() && s.waiters() == 0;
+}
+bool is_idle(const event& e) {
+  return !e.is_set() && e.waiters() == 0;
+}
+bool is_idle(const barrier& b) {
+  return b.waiting() == 0;
+}
+bool is_idle(const work_queue& q) {
+  return q.unfinished() == 0 && q.waiters() == 0;
+}
+
+primitive_type semaphore_type(bool lock) {
+  return lock ? primitive_type::lock : primitive_type::semaphore;
+}
+
 }  // namespace
 
 coordinator::coordinator(executor io, coordinator_config config)
-    : strand_(net::make_strand(io)), config_(config) {}
+    : strand_(net::make_strand(io)), config_(config) {
+  stats_.queue_bytes.max = config_.queues_max_bytes;
+}
 
 coordinator::~coordinator() = default;
 
@@ -81,6 +106,8 @@ awaitable<void> coordinator::shutdown() {
       net::use_awaitable);
 }
 
+// ---- the registry of names ------------------------------------------------------------------
+
 template <class T>
 T& coordinator::find(named<T>& kind, const std::string& name, std::string_view what) {
   auto it = kind.items.find(name);
@@ -90,13 +117,55 @@ T& coordinator::find(named<T>& kind, const std::string& name, std::string_view w
   return *it->second;
 }
 
+template <class T, class... A>
+typename coordinator::named<T>::map::iterator coordinator::create(named<T>& kind, primitive_type t,
+                                                                  const std::string& name,
+                                                                  A&&... args) {
+  count_new(t);
+  return kind.items.emplace(name, slot<T>(std::make_unique<T>(std::forward<A>(args)...))).first;
+}
+
+template <class T>
+std::unique_ptr<T> coordinator::take(named<T>& kind, primitive_type t,
+                                     typename named<T>::map::iterator it) {
+  if (it->second.idle) idle_.erase(*it->second.idle);
+  auto gone = std::move(it->second.value);
+  kind.items.erase(it);
+  --stats_.primitives[index_of(t)];
+  return gone;
+}
+
+template <class F>
+void coordinator::with_kind(primitive_type t, F&& f) {
+  switch (t) {
+    case primitive_type::semaphore:
+      return f(semaphores_);
+    case primitive_type::lock:
+      return f(locks_);
+    case primitive_type::event:
+      return f(events_);
+    case primitive_type::barrier:
+      return f(barriers_);
+    case primitive_type::queue:
+      return f(queues_);
+  }
+}
+
 void coordinator::count_new(primitive_type t) {
-  std::size_t total = 0;
-  for (const auto& n : stats_.primitives) total += n.load(std::memory_order_relaxed);
-  if (total >= config_.max_primitives) {
-    throw primitive_error(
-        primitive_errc::too_many_primitives,
-        std::to_string(config_.max_primitives) + " primitives exist, the server's limit");
+  auto total = [this] {
+    std::size_t n = 0;
+    for (const auto& each : stats_.primitives) n += each.load(std::memory_order_relaxed);
+    return n;
+  };
+  if (total() >= config_.max_primitives) {
+    const auto now = steady_clock::now();
+    reclaim_idle(now);  // idle ones already due make room before the sweep comes round
+    if (total() >= config_.max_primitives) {
+      throw primitive_error(
+          primitive_errc::too_many_primitives,
+          std::to_string(config_.max_primitives) + " primitives exist, the server's limit",
+          until_next_reclaim(now));
+    }
   }
   ++stats_.primitives[index_of(t)];
 }
@@ -111,6 +180,7 @@ void coordinator::check_waiters(std::size_t waiting, const std::string& name) {
 
 template <class W>
 awaitable<void> coordinator::park(W& w, steady_clock::time_point deadline) {
+  if (stopped_) co_return;  // after shutdown a wait ends at once, as at its timeout
   net::steady_timer timer(strand_, deadline);
   w.wake = [&timer] { timer.cancel(); };
   ++stats_.waiters;
@@ -119,7 +189,70 @@ awaitable<void> coordinator::park(W& w, steady_clock::time_point deadline) {
   w.wake = nullptr;
 }
 
-// ---- leases ---------------------------------------------------------------------------------
+// ---- idle primitives ------------------------------------------------------------------------
+
+void coordinator::touch(primitive_type t, const std::string& name) {
+  with_kind(t, [&](auto& kind) {
+    auto it = kind.items.find(name);
+    if (it != kind.items.end()) touch_at(kind, t, it);
+  });
+}
+
+template <class T>
+void coordinator::touch_at(named<T>& kind, primitive_type t, typename named<T>::map::iterator it) {
+  auto& s = it->second;
+  const bool idle = is_idle(*s.value);
+  if (idle && s.wait_only) {  // made only to park waiters, and none is left: it never was
+    take(kind, t, it);
+    return;
+  }
+  if (config_.idle_timeout.count() <= 0) return;
+  if (!idle) {
+    if (s.idle) idle_.erase(*s.idle);
+    s.idle.reset();
+    return;
+  }
+  // Any call is use, reads included (as an LRU clock): idle again from now, at the back.
+  const auto now = steady_clock::now();
+  if (s.idle) {
+    idle_.splice(idle_.end(), idle_, *s.idle);
+    (*s.idle)->since = now;
+  } else {
+    s.idle = idle_.insert(idle_.end(), idle_entry{t, &it->first, now});
+  }
+  schedule_sweep(idle_.front().since + config_.idle_timeout);
+}
+
+void coordinator::reclaim_idle(steady_clock::time_point now) {
+  if (config_.idle_timeout.count() <= 0) return;
+  while (!idle_.empty() && idle_.front().since + config_.idle_timeout <= now) {
+    const idle_entry entry = idle_.front();
+    with_kind(entry.type, [&](auto& kind) {
+      auto it = kind.items.find(*entry.name);
+      if (it == kind.items.end()) {  // cannot happen: an entry leaves the list with its primitive
+        idle_.pop_front();
+        return;
+      }
+      if (!is_idle(*it->second)) {  // cannot happen either (every call touches): keep it
+        idle_.pop_front();
+        it->second.idle.reset();
+        return;
+      }
+      if constexpr (std::is_same_v<std::decay_t<decltype(*it->second)>, work_queue>)
+        put_waiting_.erase(it->second.value.get());
+      take(kind, entry.type, it);
+      ++stats_.expired[index_of(entry.type)];
+    });
+  }
+}
+
+std::optional<millis> coordinator::until_next_reclaim(steady_clock::time_point now) const {
+  if (config_.idle_timeout.count() <= 0 || idle_.empty()) return std::nullopt;
+  const auto due = idle_.front().since + config_.idle_timeout;
+  return std::max(millis{1}, std::chrono::ceil<millis>(due - now));
+}
+
+// ---- the sweeper: leases and idle primitives ------------------------------------------------
 
 void coordinator::schedule_sweep(steady_clock::time_point at) {
   if (at >= next_sweep_) return;
@@ -136,16 +269,20 @@ awaitable<void> coordinator::sweep() {
     auto later = [&next](std::optional<steady_clock::time_point> t) {
       if (t && (!next || *t < *next)) next = t;
     };
-    for (auto* kind : {&semaphores_, &locks_}) {
-      for (auto& [name, s] : kind->items) {
-        s->expire(now);
-        later(s->next_expiry());
+    for (bool lock : {false, true}) {
+      auto& kind = lock ? locks_ : semaphores_;
+      for (auto it = kind.items.begin(); it != kind.items.end(); ++it) {
+        if (it->second->expire(now) > 0) touch_at(kind, semaphore_type(lock), it);
+        later(it->second->next_expiry());
       }
     }
     for (auto& [name, q] : queues_.items) {
-      q->expire(now);
+      q->expire(now);  // (items go back: a queue never becomes idle by this)
       later(q->next_expiry());
     }
+    reclaim_idle(now);
+    if (!idle_.empty() && config_.idle_timeout.count() > 0)
+      later(idle_.front().since + config_.idle_timeout);
     next_sweep_ = next.value_or(steady_clock::time_point::max());
   }
   sweeper_done_ = true;
@@ -154,18 +291,15 @@ awaitable<void> coordinator::sweep() {
 
 // ---- semaphores and locks -------------------------------------------------------------------
 
-semaphore& coordinator::semaphore_for(const std::string& name, bool lock, bool create) {
+semaphore& coordinator::semaphore_for(const std::string& name, bool lock, bool create_it) {
   auto& kind = lock ? locks_ : semaphores_;
   auto it = kind.items.find(name);
   if (it != kind.items.end()) return *it->second;
-  if (!create) {
+  if (!create_it) {
     throw primitive_error(primitive_errc::not_found,
                           std::string(lock ? "no lock " : "no semaphore ") + name);
   }
-  count_new(lock ? primitive_type::lock : primitive_type::semaphore);
-  return *kind.items
-              .emplace(name, std::make_unique<semaphore>(1, &last_token_, &stats_.lease_expiries))
-              .first->second;
+  return *create(kind, semaphore_type(lock), name, 1, &last_token_, &stats_.lease_expiries)->second;
 }
 
 semaphore_info coordinator::info(const std::string& name, const semaphore& s) const {
@@ -176,8 +310,21 @@ awaitable<semaphore_info> coordinator::put_semaphore(std::string name, std::size
   return net::co_spawn(
       strand_,
       [this, name = std::move(name), permits]() -> awaitable<semaphore_info> {
+        const use_guard use{*this, primitive_type::semaphore, name};
         semaphore& s = semaphore_for(name, false, true);
         s.set_permits(permits, steady_clock::now());
+        co_return info(name, s);
+      },
+      net::use_awaitable);
+}
+
+awaitable<semaphore_info> coordinator::put_lock(std::string name) {
+  return net::co_spawn(
+      strand_,
+      [this, name = std::move(name)]() -> awaitable<semaphore_info> {
+        const use_guard use{*this, primitive_type::lock, name};
+        semaphore& s = semaphore_for(name, true, true);
+        s.expire(steady_clock::now());
         co_return info(name, s);
       },
       net::use_awaitable);
@@ -187,7 +334,12 @@ awaitable<semaphore_info> coordinator::get_semaphore(std::string name, bool lock
   return net::co_spawn(
       strand_,
       [this, name = std::move(name), lock]() -> awaitable<semaphore_info> {
-        semaphore& s = semaphore_for(name, lock, lock);
+        const use_guard use{*this, semaphore_type(lock), name};
+        auto& kind = lock ? locks_ : semaphores_;
+        if (lock && !kind.items.contains(name)) {
+          co_return semaphore_info{name, 1, 1, 0, {}};  // a lock never used (or forgotten) is free
+        }
+        semaphore& s = semaphore_for(name, lock, false);
         s.expire(steady_clock::now());
         co_return info(name, s);
       },
@@ -201,6 +353,7 @@ awaitable<permit> coordinator::acquire(std::string name, bool lock, acquire_requ
       [this, name = std::move(name), lock, request = std::move(request),
        wait]() -> awaitable<permit> {
         co_await net::this_coro::throw_if_cancelled(false);
+        const use_guard use{*this, semaphore_type(lock), name};
         semaphore& s = semaphore_for(name, lock, lock);
         const auto now = steady_clock::now();
         s.expire(now);
@@ -239,6 +392,7 @@ awaitable<std::uint32_t> coordinator::release(std::string name, bool lock, std::
       strand_,
       [this, name = std::move(name), lock,
        permit_id = std::move(permit_id)]() -> awaitable<std::uint32_t> {
+        const use_guard use{*this, semaphore_type(lock), name};
         auto& kind = lock ? locks_ : semaphores_;
         auto it = kind.items.find(name);
         if (it == kind.items.end()) {
@@ -257,6 +411,7 @@ awaitable<permit> coordinator::keepalive(std::string name, bool lock, std::strin
       strand_,
       [this, name = std::move(name), lock, permit_id = std::move(permit_id),
        ttl]() -> awaitable<permit> {
+        const use_guard use{*this, semaphore_type(lock), name};
         auto& kind = lock ? locks_ : semaphores_;
         auto it = kind.items.find(name);
         if (it == kind.items.end()) {
@@ -279,9 +434,7 @@ awaitable<void> coordinator::remove_semaphore(std::string name, bool lock) {
           throw primitive_error(primitive_errc::not_found,
                                 std::string(lock ? "no lock " : "no semaphore ") + name);
         }
-        auto gone = std::move(it->second);
-        kind.items.erase(it);
-        --stats_.primitives[index_of(lock ? primitive_type::lock : primitive_type::semaphore)];
+        auto gone = take(kind, semaphore_type(lock), it);
         for (acquire_waiter* w : gone->take_waiters()) {
           if (w->wake) w->wake();  // they find no grant and no semaphore: acquire_timeout
         }
@@ -292,16 +445,6 @@ awaitable<void> coordinator::remove_semaphore(std::string name, bool lock) {
 
 // ---- events ---------------------------------------------------------------------------------
 
-namespace {
-event& event_for(std::map<std::string, std::unique_ptr<event>, std::less<>>& items,
-                 const std::string& name, const std::function<void()>& count_new) {
-  auto it = items.find(name);
-  if (it != items.end()) return *it->second;
-  count_new();
-  return *items.emplace(name, std::make_unique<event>()).first->second;
-}
-}  // namespace
-
 awaitable<event_info> coordinator::put_event(std::string name) {
   return set_event(std::move(name), false);
 }
@@ -310,7 +453,11 @@ awaitable<event_info> coordinator::set_event(std::string name, bool set, bool cl
   return net::co_spawn(
       strand_,
       [this, name = std::move(name), set, clear]() -> awaitable<event_info> {
-        event& e = event_for(events_.items, name, [this] { count_new(primitive_type::event); });
+        const use_guard use{*this, primitive_type::event, name};
+        auto it = events_.items.find(name);
+        if (it == events_.items.end()) it = create(events_, primitive_type::event, name);
+        it->second.wait_only = false;  // written: it is kept (until idle)
+        event& e = *it->second;
         if (set) e.set();
         if (clear) e.clear();
         co_return event_info{name, e.is_set(), e.waiters()};
@@ -323,15 +470,22 @@ awaitable<bool> coordinator::wait_event(std::string name, millis wait) {
       strand_,
       [this, name = std::move(name), wait]() -> awaitable<bool> {
         co_await net::this_coro::throw_if_cancelled(false);
-        event& e = event_for(events_.items, name, [this] { count_new(primitive_type::event); });
+        const use_guard use{*this, primitive_type::event, name};
+        auto it = events_.items.find(name);
+        if (it == events_.items.end()) {
+          if (wait.count() == 0) co_return false;  // never set, and a read makes nothing
+          it = create(events_, primitive_type::event, name);
+          it->second.wait_only = true;
+        }
+        event& e = *it->second;
         if (e.is_set() || wait.count() == 0) co_return e.is_set();
         check_waiters(e.waiters(), name);
         event_waiter waiter;
         e.enqueue(waiter);
         co_await park(waiter, deadline_after(wait));
         if (!waiter.woken) {
-          if (auto it = events_.items.find(name); it != events_.items.end())
-            it->second->dequeue(waiter);
+          if (auto at = events_.items.find(name); at != events_.items.end())
+            at->second->dequeue(waiter);
         }
         co_return waiter.woken;
       },
@@ -346,10 +500,7 @@ awaitable<void> coordinator::remove_event(std::string name) {
         if (it == events_.items.end()) {
           throw primitive_error(primitive_errc::not_found, "no event " + name);
         }
-        auto gone = std::move(it->second);
-        events_.items.erase(it);
-        --stats_.primitives[index_of(primitive_type::event)];
-        gone->clear();
+        take(events_, primitive_type::event, it)->clear();
         co_return;
       },
       net::use_awaitable);
@@ -361,10 +512,10 @@ awaitable<barrier_info> coordinator::put_barrier(std::string name, std::size_t p
   return net::co_spawn(
       strand_,
       [this, name = std::move(name), parties]() -> awaitable<barrier_info> {
+        const use_guard use{*this, primitive_type::barrier, name};
         auto it = barriers_.items.find(name);
         if (it == barriers_.items.end()) {
-          count_new(primitive_type::barrier);
-          it = barriers_.items.emplace(name, std::make_unique<barrier>(parties)).first;
+          it = create(barriers_, primitive_type::barrier, name, parties);
         } else {
           it->second->set_parties(parties);
         }
@@ -378,6 +529,7 @@ awaitable<barrier_info> coordinator::get_barrier(std::string name) {
   return net::co_spawn(
       strand_,
       [this, name = std::move(name)]() -> awaitable<barrier_info> {
+        const use_guard use{*this, primitive_type::barrier, name};
         const barrier& b = find(barriers_, name, "barrier");
         co_return barrier_info{name, b.parties(), b.waiting(), b.generation()};
       },
@@ -389,6 +541,7 @@ awaitable<barrier_pass> coordinator::wait_barrier(std::string name, millis wait)
       strand_,
       [this, name = std::move(name), wait]() -> awaitable<barrier_pass> {
         co_await net::this_coro::throw_if_cancelled(false);
+        const use_guard use{*this, primitive_type::barrier, name};
         barrier& b = find(barriers_, name, "barrier");
         check_waiters(b.waiting(), name);
         barrier_waiter waiter;
@@ -410,9 +563,11 @@ awaitable<void> coordinator::remove_barrier(std::string name) {
   return net::co_spawn(
       strand_,
       [this, name = std::move(name)]() -> awaitable<void> {
-        find(barriers_, name, "barrier");
-        barriers_.items.erase(name);
-        --stats_.primitives[index_of(primitive_type::barrier)];
+        auto it = barriers_.items.find(name);
+        if (it == barriers_.items.end()) {
+          throw primitive_error(primitive_errc::not_found, "no barrier " + name);
+        }
+        take(barriers_, primitive_type::barrier, it);
         co_return;
       },
       net::use_awaitable);
@@ -421,24 +576,59 @@ awaitable<void> coordinator::remove_barrier(std::string name) {
 // ---- queues ---------------------------------------------------------------------------------
 
 namespace {
+
 queue_info info_of(const std::string& name, const work_queue& q) {
-  return queue_info{name,           q.maxsize(),     q.size(),       q.leased(),
-                    q.unfinished(), q.put_waiters(), q.get_waiters()};
+  queue_info i{name,           q.maxsize(),     q.size(),       q.leased(),
+               q.unfinished(), q.put_waiters(), q.get_waiters()};
+  i.max_bytes = q.max_bytes();
+  i.bytes = q.bytes();
+  return i;
 }
+
+// A put that found no room in time, refused by what kept it out.
+primitive_error put_refusal(put_blocker why, const std::string& name, std::size_t n,
+                            std::size_t bytes, millis wait, const queue_bytes_budget& shared) {
+  const std::string within = " within " + std::to_string(wait.count()) + " ms";
+  switch (why) {
+    case put_blocker::bytes:
+      return primitive_error(primitive_errc::queue_bytes_full,
+                             "queue " + name + " had no room for " + std::to_string(n) +
+                                 " items of " + std::to_string(bytes) + " bytes" + within +
+                                 " (its max_bytes)");
+    case put_blocker::shared_bytes:
+      return primitive_error(primitive_errc::queues_memory_full,
+                             "the server's queues hold " +
+                                 std::to_string(shared.used.load(std::memory_order_relaxed)) +
+                                 " of their " + std::to_string(shared.max) +
+                                 " bytes: no room for " + std::to_string(bytes) + " more" + within);
+    case put_blocker::count:
+    case put_blocker::none:  // only earlier puts were in the way
+      break;
+  }
+  return primitive_error(primitive_errc::queue_full, "queue " + name + " had no room for " +
+                                                         std::to_string(n) + " items" + within);
+}
+
 }  // namespace
 
-awaitable<queue_info> coordinator::put_queue(std::string name, std::size_t maxsize) {
+void coordinator::shared_bytes_freed() {
+  const std::vector<work_queue*> waiting(put_waiting_.begin(), put_waiting_.end());
+  for (work_queue* q : waiting) q->retry_puts();
+}
+
+awaitable<queue_info> coordinator::put_queue(std::string name, std::size_t maxsize,
+                                             std::optional<std::size_t> max_bytes) {
   return net::co_spawn(
       strand_,
-      [this, name = std::move(name), maxsize]() -> awaitable<queue_info> {
+      [this, name = std::move(name), maxsize, max_bytes]() -> awaitable<queue_info> {
+        const use_guard use{*this, primitive_type::queue, name};
+        const std::size_t bytes = max_bytes.value_or(config_.queue_max_bytes);
         auto it = queues_.items.find(name);
         if (it == queues_.items.end()) {
-          count_new(primitive_type::queue);
-          it = queues_.items
-                   .emplace(name, std::make_unique<work_queue>(maxsize, &stats_.lease_expiries))
-                   .first;
+          it = create(queues_, primitive_type::queue, name, maxsize, bytes, &stats_.queue_bytes,
+                      &stats_.lease_expiries);
         } else {
-          it->second->set_maxsize(maxsize);
+          it->second->set_limits(maxsize, bytes);
         }
         co_return info_of(name, *it->second);
       },
@@ -449,6 +639,7 @@ awaitable<queue_info> coordinator::get_queue(std::string name) {
   return net::co_spawn(
       strand_,
       [this, name = std::move(name)]() -> awaitable<queue_info> {
+        const use_guard use{*this, primitive_type::queue, name};
         work_queue& q = find(queues_, name, "queue");
         q.expire(steady_clock::now());
         co_return info_of(name, q);
@@ -456,34 +647,58 @@ awaitable<queue_info> coordinator::get_queue(std::string name) {
       net::use_awaitable);
 }
 
-awaitable<void> coordinator::put_items(std::string name, std::vector<nlohmann::json> items,
+awaitable<void> coordinator::put_items(std::string name, std::vector<nlohmann::json> values,
                                        millis wait) {
+  // Sized here, on the caller's thread: the strand only adds the totals up.
+  std::vector<queue_item> items;
+  items.reserve(values.size());
+  std::size_t bytes = 0;
+  for (auto& value : values) {
+    const std::size_t b = payload_bytes(value);
+    bytes += b;
+    items.push_back(queue_item{std::move(value), b});
+  }
   return net::co_spawn(
       strand_,
-      [this, name = std::move(name), items = std::move(items), wait]() mutable -> awaitable<void> {
+      [this, name = std::move(name), items = std::move(items), bytes,
+       wait]() mutable -> awaitable<void> {
         co_await net::this_coro::throw_if_cancelled(false);
+        const use_guard use{*this, primitive_type::queue, name};
         work_queue& q = find(queues_, name, "queue");
-        if (items.size() > q.maxsize()) {
-          throw primitive_error(primitive_errc::invalid,
-                                std::to_string(items.size()) + " items can never fit in queue " +
-                                    name + " of maxsize " + std::to_string(q.maxsize()));
-        }
         const std::size_t n = items.size();
-        if (q.try_put(items)) {
+        if (n > q.maxsize()) {
+          throw primitive_error(primitive_errc::invalid,
+                                std::to_string(n) + " items can never fit in queue " + name +
+                                    " of maxsize " + std::to_string(q.maxsize()));
+        }
+        const std::size_t room = std::min(q.max_bytes(), stats_.queue_bytes.max);
+        if (bytes > room) {
+          throw primitive_error(primitive_errc::item_too_large,
+                                std::to_string(n) + " items of " + std::to_string(bytes) +
+                                    " bytes can never fit in queue " + name + " (at most " +
+                                    std::to_string(room) + " bytes)");
+        }
+        if (q.try_put(items, bytes)) {
           stats_.queued_items += n;
           co_return;
         }
         check_waiters(q.waiters(), name);
         put_waiter waiter;
         waiter.items = std::move(items);
+        waiter.bytes = bytes;
         q.enqueue(waiter);
+        put_waiting_.insert(&q);
         co_await park(waiter, deadline_after(wait));
+        auto it = queues_.items.find(name);
+        if (it != queues_.items.end()) {
+          work_queue& now = *it->second;
+          if (!waiter.done) now.dequeue(waiter);
+          if (now.put_waiters() == 0) put_waiting_.erase(&now);
+        }
         if (!waiter.done) {
-          if (auto it = queues_.items.find(name); it != queues_.items.end())
-            it->second->dequeue(waiter);
-          throw primitive_error(primitive_errc::queue_full,
-                                "queue " + name + " had no room for " + std::to_string(n) +
-                                    " items within " + std::to_string(wait.count()) + " ms");
+          const put_blocker why =
+              it == queues_.items.end() ? put_blocker::count : it->second->blocker(n, bytes);
+          throw put_refusal(why, name, n, bytes, wait, stats_.queue_bytes);
         }
         stats_.queued_items += n;
       },
@@ -496,6 +711,7 @@ awaitable<std::vector<delivery>> coordinator::get_items(std::string name, std::s
       strand_,
       [this, name = std::move(name), max_items, wait, lease]() -> awaitable<std::vector<delivery>> {
         co_await net::this_coro::throw_if_cancelled(false);
+        const use_guard use{*this, primitive_type::queue, name};
         work_queue& q = find(queues_, name, "queue");
         const auto now = steady_clock::now();
         q.expire(now);
@@ -533,10 +749,12 @@ awaitable<std::vector<std::string>> coordinator::done_items(std::string name,
       strand_,
       [this, name = std::move(name),
        receipts = std::move(receipts)]() -> awaitable<std::vector<std::string>> {
+        const use_guard use{*this, primitive_type::queue, name};
         work_queue& q = find(queues_, name, "queue");
         const std::size_t before = q.unfinished();
         auto unknown = q.done(receipts);
         stats_.queued_items -= before - q.unfinished();
+        if (before != q.unfinished()) shared_bytes_freed();
         co_return unknown;
       },
       net::use_awaitable);
@@ -546,6 +764,7 @@ awaitable<void> coordinator::return_items(std::string name, std::vector<std::str
   return net::co_spawn(
       strand_,
       [this, name = std::move(name), receipts = std::move(receipts)]() -> awaitable<void> {
+        const use_guard use{*this, primitive_type::queue, name};
         auto it = queues_.items.find(name);
         if (it == queues_.items.end()) co_return;
         std::vector<delivery> back;
@@ -560,6 +779,7 @@ awaitable<std::size_t> coordinator::join_queue(std::string name, millis wait) {
       strand_,
       [this, name = std::move(name), wait]() -> awaitable<std::size_t> {
         co_await net::this_coro::throw_if_cancelled(false);
+        const use_guard use{*this, primitive_type::queue, name};
         work_queue& q = find(queues_, name, "queue");
         if (q.unfinished() == 0 || wait.count() == 0) co_return q.unfinished();
         check_waiters(q.waiters(), name);
@@ -578,12 +798,17 @@ awaitable<void> coordinator::remove_queue(std::string name) {
   return net::co_spawn(
       strand_,
       [this, name = std::move(name)]() -> awaitable<void> {
-        work_queue& q = find(queues_, name, "queue");
-        stats_.queued_items -= q.unfinished();
-        auto gone = std::move(queues_.items.find(name)->second);
-        queues_.items.erase(name);
-        --stats_.primitives[index_of(primitive_type::queue)];
+        auto it = queues_.items.find(name);
+        if (it == queues_.items.end()) {
+          throw primitive_error(primitive_errc::not_found, "no queue " + name);
+        }
+        stats_.queued_items -= it->second->unfinished();
+        put_waiting_.erase(it->second.value.get());
+        auto gone = take(queues_, primitive_type::queue, it);
         gone->wake_all();
+        const bool held_bytes = gone->bytes() > 0;
+        gone.reset();  // its bytes go back to the server's budget
+        if (held_bytes) shared_bytes_freed();
         co_return;
       },
       net::use_awaitable);

@@ -3,13 +3,22 @@
 // and every public call hops onto it. Waits end at their deadline, when served, or when the
 // caller is cancelled (its client went away): a waiter then leaves no trace, and a permit or
 // items granted in that same instant are given back.
+//
+// Reads never create: a primitive exists from a write (PUT, acquire, set, clear, put) until it is
+// deleted or has been idle for `idle_timeout`. Idle means forgetting it loses nothing a client
+// could not restore: no holder, no waiter, no item, and for an event, not set (a set event is a
+// fact its later waiters rely on, kept like a key without a TTL). Idle primitives wait in one list
+// ordered by when they became idle, so the sweep costs what it reclaims, not what exists.
 #pragma once
 
 #include <array>
 #include <atomic>
+#include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "libcore/asio.hpp"
@@ -25,6 +34,9 @@ namespace gatherd::core {
 struct coordinator_config {
   std::size_t max_primitives = 10000;  // of every type together
   std::size_t max_waiters = 1000;      // per primitive
+  millis idle_timeout{600000};         // idle primitives are forgotten after this; 0: never
+  std::size_t queue_max_bytes = std::size_t{64} << 20;    // items of one queue (its default)
+  std::size_t queues_max_bytes = std::size_t{256} << 20;  // items of every queue together
 };
 
 // Names: [A-Za-z0-9_.-]{1,128}.
@@ -54,6 +66,7 @@ struct barrier_info {
 struct queue_info {
   std::string name;
   std::size_t maxsize = 0, size = 0, leased = 0, unfinished = 0, put_waiters = 0, get_waiters = 0;
+  std::size_t max_bytes = 0, bytes = 0;  // payload bytes of its items, ready and leased
 };
 
 // Counts for metrics, readable from any thread.
@@ -62,6 +75,9 @@ struct coordinator_stats {
   std::atomic<std::size_t> waiters{0};
   std::atomic<std::uint64_t> lease_expiries{0};
   std::atomic<std::size_t> queued_items{0};  // ready and leased, every queue together
+  queue_bytes_budget queue_bytes;            // their payload bytes, against queues_max_bytes
+  // Primitives forgotten after idle_timeout, by type (deletes and wait-only events not counted).
+  std::array<std::atomic<std::uint64_t>, std::size(all_primitive_types)> expired{};
 };
 
 class coordinator {
@@ -76,6 +92,8 @@ class coordinator {
 
   // Semaphores, and locks (`lock`: /v1/locks, one permit, created on first use).
   awaitable<semaphore_info> put_semaphore(std::string name, std::size_t permits);
+  awaitable<semaphore_info> put_lock(std::string name);  // creates it if absent
+  // An absent lock reads as a free one (and is not created); an absent semaphore is not_found.
   awaitable<semaphore_info> get_semaphore(std::string name, bool lock);
   awaitable<permit> acquire(std::string name, bool lock, acquire_request request, millis wait);
   // Returns the acquisitions the permit still holds (0: freed).
@@ -83,11 +101,13 @@ class coordinator {
   awaitable<permit> keepalive(std::string name, bool lock, std::string permit_id, millis ttl);
   awaitable<void> remove_semaphore(std::string name, bool lock);
 
-  // Events (created on first use).
+  // Events (created on first write).
   awaitable<event_info> put_event(std::string name);
   // Sets it (waking every waiter), clears it, or neither (creates it on first use).
   awaitable<event_info> set_event(std::string name, bool set, bool clear = false);
-  // true as soon as it is set, false at the timeout.
+  // true as soon as it is set, false at the timeout. An absent event is not set: with no wait
+  // nothing is created; a waiter makes one that lasts while someone waits on it (unless a write
+  // keeps it).
   awaitable<bool> wait_event(std::string name, millis wait);
   awaitable<void> remove_event(std::string name);
 
@@ -97,9 +117,13 @@ class coordinator {
   awaitable<barrier_pass> wait_barrier(std::string name, millis wait);
   awaitable<void> remove_barrier(std::string name);
 
-  // Queues.
-  awaitable<queue_info> put_queue(std::string name, std::size_t maxsize);
+  // Queues. `max_bytes` defaults to config's queue_max_bytes.
+  awaitable<queue_info> put_queue(std::string name, std::size_t maxsize,
+                                  std::optional<std::size_t> max_bytes = std::nullopt);
   awaitable<queue_info> get_queue(std::string name);
+  // Items are sized (payload_bytes) on the caller's thread; more than the queue's max_bytes (or
+  // the server's budget) in one put is item_too_large, a put that finds no room within `wait`
+  // queue_full, queue_bytes_full or queues_memory_full.
   awaitable<void> put_items(std::string name, std::vector<nlohmann::json> items, millis wait);
   awaitable<std::vector<delivery>> get_items(std::string name, std::size_t max_items, millis wait,
                                              millis lease);
@@ -116,21 +140,58 @@ class coordinator {
   executor get_executor() const { return strand_; }
 
  private:
+  struct idle_entry {
+    primitive_type type;
+    const std::string* name;  // the key of its map entry (stable while the entry exists)
+    steady_clock::time_point since;
+  };
+  using idle_list = std::list<idle_entry>;
+  template <class T>
+  struct slot {
+    explicit slot(std::unique_ptr<T> v) : value(std::move(v)) {}
+    std::unique_ptr<T> value;
+    std::optional<idle_list::iterator> idle;  // its place in idle_ while it is idle
+    bool wait_only = false;  // an event made by a wait: forgotten when its last waiter leaves
+    T* operator->() const { return value.get(); }
+    T& operator*() const { return *value; }
+  };
   template <class T>
   struct named {
-    std::map<std::string, std::unique_ptr<T>, std::less<>> items;
+    using map = std::map<std::string, slot<T>, std::less<>>;
+    map items;
+  };
+  // Touches the named primitive once a call on it ends (exceptions included).
+  struct use_guard {
+    coordinator& self;
+    primitive_type type;
+    const std::string& name;
+    ~use_guard() { self.touch(type, name); }
   };
 
   template <class T>
   T& find(named<T>& kind, const std::string& name, std::string_view what);
+  template <class T, class... A>
+  typename named<T>::map::iterator create(named<T>& kind, primitive_type t, const std::string& name,
+                                          A&&... args);
+  template <class T>
+  std::unique_ptr<T> take(named<T>& kind, primitive_type t, typename named<T>::map::iterator it);
+  template <class F>
+  void with_kind(primitive_type t, F&& f);
   void count_new(primitive_type t);  // checks the cap
+  // After a call on a primitive (or a lease sweep): enters or leaves the idle list.
+  void touch(primitive_type t, const std::string& name);
+  template <class T>
+  void touch_at(named<T>& kind, primitive_type t, typename named<T>::map::iterator it);
+  void reclaim_idle(steady_clock::time_point now);
+  std::optional<millis> until_next_reclaim(steady_clock::time_point now) const;
+  void shared_bytes_freed();  // puts of other queues may fit now
   void schedule_sweep(steady_clock::time_point at);
   awaitable<void> sweep();
   // Parks until `w.wake` runs, the deadline, or the caller's cancellation.
   template <class W>
   awaitable<void> park(W& w, steady_clock::time_point deadline);
   void check_waiters(std::size_t waiting, const std::string& name);
-  semaphore& semaphore_for(const std::string& name, bool lock, bool create);
+  semaphore& semaphore_for(const std::string& name, bool lock, bool create_it);
   semaphore_info info(const std::string& name, const semaphore& s) const;
 
   net::strand<executor> strand_;
@@ -139,6 +200,8 @@ class coordinator {
   named<event> events_;
   named<barrier> barriers_;
   named<work_queue> queues_;
+  idle_list idle_;                               // oldest idle first
+  std::unordered_set<work_queue*> put_waiting_;  // queues with parked puts
   coordinator_stats stats_;
   std::uint64_t last_token_ = 0;  // fencing tokens: one sequence for every semaphore and lock
   notifier sweep_wake_;

@@ -41,10 +41,14 @@ core::awaitable<http_response> openapi(api_context&, const http_request&, const 
 
 }  // namespace
 
-void add_operation_routes(route_table& t) {
+void add_probe_routes(route_table& t) {
   t.add("GET", "/healthz", healthz);
   t.add("GET", "/readyz", readyz);
   t.add("GET", "/metrics", metrics_text);
+}
+
+void add_operation_routes(route_table& t) {
+  add_probe_routes(t);
   t.add("GET", "/openapi.yaml", openapi);
 }
 

@@ -1,6 +1,8 @@
 // /v1/queues: create, read, delete, put (waits for room), get (waits for items, leases them),
 // done (acknowledges receipts), join (waits until every item is done).
 #include <boost/asio/detached.hpp>
+#include <limits>
+#include <optional>
 
 #include "service/api/context.hpp"
 #include "service/api/routes.hpp"
@@ -22,10 +24,16 @@ core::awaitable<http_response> put(api_context& api, const http_request& req,
   const std::string name = primitive_name(match);
   query_reader(match.query).finish();
   const json body = optional_body(req);
-  object_reader r(body, "", {"maxsize"});
+  object_reader r(body, "", {"maxsize", "max_bytes"});
   const auto maxsize = r.integer("maxsize", 1, 1'000'000);
   if (!maxsize) throw invalid_request("field 'maxsize' (1 to 1000000) is required");
-  const auto state = co_await api.coordinator.put_queue(name, static_cast<std::size_t>(*maxsize));
+  // At most the server's --queue-max-bytes (also the default): a 400 above, never clamped.
+  const auto limit = static_cast<std::int64_t>(std::min<std::size_t>(
+      api.settings.queue_max_bytes, std::numeric_limits<std::int64_t>::max()));
+  std::optional<std::size_t> max_bytes;
+  if (auto b = r.integer("max_bytes", 1, limit)) max_bytes = static_cast<std::size_t>(*b);
+  const auto state =
+      co_await api.coordinator.put_queue(name, static_cast<std::size_t>(*maxsize), max_bytes);
   co_return json_response(200, queue_json(state));
 }
 

@@ -16,4 +16,10 @@ route_table api_routes() {
   return t;
 }
 
+route_table admin_routes() {
+  route_table t;
+  add_probe_routes(t);
+  return t;
+}
+
 }  // namespace gatherd::service

@@ -8,6 +8,7 @@
 namespace gatherd::service {
 
 void add_operation_routes(route_table& t);  // operations.cpp: health, readiness, metrics, contract
+void add_probe_routes(route_table& t);      // operations.cpp: health, readiness, metrics
 void add_job_routes(route_table& t);        // jobs.cpp
 void add_gather_routes(route_table& t);     // gather.cpp
 void add_fetch_routes(route_table& t);      // fetch.cpp
@@ -19,5 +20,8 @@ void add_queue_routes(route_table& t);      // queues.cpp
 
 // Every route of the service, in the order `--print-routes` lists them.
 route_table api_routes();
+
+// The admin listener's routes (--admin-port): the probes and the metrics, nothing a client calls.
+route_table admin_routes();
 
 }  // namespace gatherd::service

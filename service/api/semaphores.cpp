@@ -36,7 +36,7 @@ core::awaitable<http_response> put_lock(api_context& api, const http_request& re
   query_reader(match.query).finish();
   const json body = optional_body(req);
   object_reader r(body, "", {});
-  co_return json_response(200, semaphore_json(co_await api.coordinator.get_semaphore(name, true)));
+  co_return json_response(200, semaphore_json(co_await api.coordinator.put_lock(name)));
 }
 
 template <kind k>

@@ -55,7 +55,9 @@ json queue_json(const core::queue_info& q) {
           {"leased", q.leased},
           {"unfinished", q.unfinished},
           {"put_waiters", q.put_waiters},
-          {"get_waiters", q.get_waiters}};
+          {"get_waiters", q.get_waiters},
+          {"max_bytes", q.max_bytes},
+          {"bytes", q.bytes}};
 }
 
 std::string primitive_name(const route_match& match) {

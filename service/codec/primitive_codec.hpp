@@ -19,7 +19,7 @@ nlohmann::json semaphore_json(const core::semaphore_info& s);
 nlohmann::json event_json(const core::event_info& e);  // {"name","set","waiters"}
 nlohmann::json barrier_json(
     const core::barrier_info& b);  // {"name","parties","waiting","generation"}
-// {"name","maxsize","size","leased","unfinished","put_waiters","get_waiters"}
+// {"name","maxsize","size","leased","unfinished","put_waiters","get_waiters","max_bytes","bytes"}
 nlohmann::json queue_json(const core::queue_info& q);
 
 // The name in a primitive's path; an invalid one names nothing: 404.

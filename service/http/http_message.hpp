@@ -2,7 +2,9 @@
 // handlers compile fast and can be tested without sockets.
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -32,7 +34,9 @@ struct http_request {
   std::string request_id;  // as received; the pipeline replaces a missing or invalid one
   std::string remote;      // "address:port"
   std::string body;
-  bool websocket_upgrade = false;  // a valid WebSocket upgrade request (GET /v1/ws)
+  bool websocket_upgrade = false;  // asks for a WebSocket (GET, HTTP/1.1, Upgrade, Connection)
+  std::string websocket_key;       // Sec-WebSocket-Key, checked by the upgrade's handler
+  std::string websocket_version;   // Sec-WebSocket-Version
   // Completes once the client has gone away, never while it is still there. Set by the server;
   // the pipeline races it against handlers that may wait long (route::waits).
   std::function<core::awaitable<void>()> client_gone;
@@ -45,7 +49,10 @@ struct http_response {
   unsigned status = 200;
   std::string content_type = "application/json";
   std::string body;
-  header_list headers;  // beyond Content-Type and X-Request-Id
+  header_list headers;  // beyond Content-Type, X-Request-Id and Retry-After
+  // 429 and 503: when to try again, from the state that refused. The pipeline writes it as
+  // Retry-After in whole seconds, within [1 s, --retry-after-max-ms].
+  std::optional<std::chrono::milliseconds> retry_after;
   // When set, the body is produced piece by piece after the head instead of `body`.
   std::function<core::awaitable<void>(body_writer&)> stream;
   // When set, called if the answer could not be delivered (the client left): gives back what

@@ -111,7 +111,11 @@ http_response pipeline::reject(const http_request& partial, unsigned status,
 
 void pipeline::finish(const http_request& req, std::string_view route, http_response& res,
                       core::steady_clock::time_point started) {
-  res.headers.emplace_back("X-Request-Id", req.request_id);
+  if (res.retry_after) {
+    res.headers.emplace_back("Retry-After",
+                             retry_after_seconds(*res.retry_after, api_.settings.retry_after_max));
+  }
+  res.headers.emplace_back("X-Request-Id", req.request_id);  // last: the WebSocket upgrade reads it
   const double seconds = std::chrono::duration<double>(core::steady_clock::now() - started).count();
   metrics_.request_done(route, req.method, res.status, seconds);
   log::event(res.status >= 500 ? log::level::error : log::level::info, "http.request")

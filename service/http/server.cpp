@@ -17,6 +17,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <mutex>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "service/api/context.hpp"
@@ -59,7 +60,10 @@ struct connection {
   clock::time_point deadline = clock::time_point::max();
   clock::time_point armed = clock::time_point::max();
   bool busy = false;               // a request is past its header: handled or being answered
+  bool reading_body = false;       // a timeout now is answered with 408, not just a close
+  bool body_timed_out = false;
   bool closed = false;             // the session has ended
+  std::string client;              // the peer's address, for the per-client connection cap
   std::function<void()> on_drain;  // set while the connection is a WebSocket
 };
 
@@ -94,6 +98,8 @@ http_request to_request(const http::request<http::string_body>& in, const std::s
   req.accept = std::string(in[http::field::accept]);
   req.authorization = std::string(in[http::field::authorization]);
   req.request_id = std::string(in["X-Request-Id"]);
+  req.websocket_key = std::string(in[http::field::sec_websocket_key]);
+  req.websocket_version = std::string(in[http::field::sec_websocket_version]);
   req.remote = remote;
   req.body = in.body();
   return req;
@@ -200,6 +206,11 @@ read_failure classify(const beast::error_code& ec, const config& c) {
     return {431, "headers_too_large",
             "the request header block exceeds " + std::to_string(c.max_header_bytes) + " bytes"};
   }
+  if (ec == http::error::buffer_overflow) {  // see read_buffer_limit()
+    return {431, "headers_too_large",
+            "the request's header or chunked trailer section exceeds " +
+                std::to_string(c.max_header_bytes) + " bytes"};
+  }
   if (ec == http::error::body_limit) {
     return {413, "payload_too_large",
             "the request body exceeds " + std::to_string(c.max_body_bytes) + " bytes"};
@@ -212,6 +223,41 @@ read_failure classify(const beast::error_code& ec, const config& c) {
   return {};
 }
 
+// What a request's framing must satisfy beyond what Beast checks (RFC 9112): one Host on
+// HTTP/1.1 (and never two), and no transfer coding but a lone `chunked`, which HTTP/1.0 has not.
+// An unsupported coding is a 400 here, not RFC 9112's suggested 501: our 5xx mean our failures.
+read_failure check_framing(const http::request<http::string_body>& m) {
+  const auto hosts = m.count(http::field::host);
+  if (hosts > 1 || (hosts == 0 && m.version() >= 11)) {
+    return {400, "invalid_request",
+            hosts > 1 ? "the request has more than one Host header"
+                      : "an HTTP/1.1 request needs a Host header"};
+  }
+  if (m.count(http::field::transfer_encoding) == 0) return {};
+  if (m.version() < 11) {
+    return {400, "invalid_request", "HTTP/1.0 has no Transfer-Encoding: send a Content-Length"};
+  }
+  std::string codings;
+  const auto [first, last] = m.equal_range(http::field::transfer_encoding);
+  for (auto f = first; f != last; ++f) {
+    if (!codings.empty()) codings += ',';
+    codings += std::string(f->value());
+  }
+  std::erase_if(codings, [](char ch) { return ch == ' ' || ch == '\t'; });
+  if (!beast::iequals(codings, "chunked")) {
+    return {400, "unsupported_transfer_coding",
+            "only 'Transfer-Encoding: chunked' is supported, not '" + codings + "'"};
+  }
+  return {};
+}
+
+// The read buffer holds only what the parser has not consumed yet: a header block, a chunk
+// header or a chunked trailer section (bodies are consumed as they arrive). Its cap is what makes
+// trailers count against --max-header-bytes; Beast's own header_limit does not cover them.
+std::size_t read_buffer_limit(const config& c) {
+  return c.max_header_bytes + 4096;
+}
+
 }  // namespace
 
 struct server::impl {
@@ -219,6 +265,9 @@ struct server::impl {
       : io(io), cfg(c), api(api), meter(m), websockets(ws), acceptor(io.main()) {}
 
   net::awaitable<void> accept_loop();
+  // Registers an accepted connection, or says which cap refuses it (a metric label).
+  const char* admit(const std::shared_ptr<connection>& c);
+  void forget(const std::shared_ptr<connection>& c);
   net::awaitable<void> session(std::shared_ptr<connection> c);
   net::awaitable<void> watch(std::shared_ptr<connection> c);
   net::awaitable<void> run_websocket(connection& c, http::request<http::string_body> upgrade,
@@ -238,7 +287,8 @@ struct server::impl {
   std::atomic<bool> draining{false};
   std::atomic<std::size_t> open{0};
   std::mutex mutex;
-  std::unordered_set<std::shared_ptr<connection>> connections;
+  std::unordered_set<std::shared_ptr<connection>> connections;  // (under mutex)
+  std::unordered_map<std::string, std::size_t> per_client;       // open connections (under mutex)
 };
 
 net::awaitable<void> server::impl::accept_loop() {
@@ -251,34 +301,57 @@ net::awaitable<void> server::impl::accept_loop() {
       co_await pause.async_wait(tuple_awaitable);
       continue;
     }
-    if (open.load() >= cfg.max_connections) {
-      meter.connection_rejected();
+    auto c = std::make_shared<connection>(std::move(socket));
+    if (const char* refused = admit(c)) {
+      meter.connection_rejected(refused);
       boost::system::error_code ignored;
-      socket.close(ignored);
+      c->socket.close(ignored);
       continue;
     }
-    socket.set_option(tcp::no_delay(true), ec);
-    auto c = std::make_shared<connection>(std::move(socket));
-    {
-      std::lock_guard lock(mutex);
-      connections.insert(c);
-    }
-    ++open;
+    c->socket.set_option(tcp::no_delay(true), ec);
     meter.connection_opened();
     net::co_spawn(c->socket.get_executor(), session(c), [this, c](std::exception_ptr) {
-      {
-        std::lock_guard lock(mutex);
-        connections.erase(c);
-      }
-      --open;
+      forget(c);
       meter.connection_closed();
     });
   }
 }
 
+const char* server::impl::admit(const std::shared_ptr<connection>& c) {
+  if (open.load() >= cfg.max_connections) return "max_connections";
+  boost::system::error_code ec;
+  c->client = c->socket.remote_endpoint(ec).address().to_string();
+  std::lock_guard lock(mutex);
+  if (cfg.max_connections_per_client > 0) {
+    auto& held = per_client[c->client];
+    if (held >= cfg.max_connections_per_client) return "max_connections_per_client";
+    ++held;
+  }
+  connections.insert(c);
+  ++open;
+  return nullptr;
+}
+
+void server::impl::forget(const std::shared_ptr<connection>& c) {
+  std::lock_guard lock(mutex);
+  connections.erase(c);
+  if (cfg.max_connections_per_client > 0) {
+    const auto it = per_client.find(c->client);
+    if (it != per_client.end() && --it->second == 0) per_client.erase(it);
+  }
+  --open;
+}
+
 net::awaitable<void> server::impl::watch(std::shared_ptr<connection> c) {
   while (!c->closed) {
-    if (clock::now() >= c->deadline) {  // too slow: drop it; its pending I/O ends at once
+    if (clock::now() >= c->deadline && c->reading_body) {
+      // A slow body gets a 408 before the close: end the read, leave time to write the answer.
+      c->reading_body = false;
+      c->body_timed_out = true;
+      c->deadline = clock::now() + std::chrono::seconds(2);
+      boost::system::error_code ignored;
+      c->socket.cancel(ignored);
+    } else if (clock::now() >= c->deadline) {  // too slow: drop it; its pending I/O ends at once
       boost::system::error_code ignored;
       c->socket.close(ignored);
       co_return;
@@ -292,7 +365,7 @@ net::awaitable<void> server::impl::watch(std::shared_ptr<connection> c) {
 net::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
   tcp::socket& stream = c->socket;
   const std::string remote = remote_of(stream);
-  beast::flat_buffer buffer;
+  beast::flat_buffer buffer(read_buffer_limit(cfg));
   c->expire_in(cfg.header_timeout);
   net::co_spawn(stream.get_executor(), watch(c), net::detached);
   while (!draining.load()) {
@@ -302,7 +375,11 @@ net::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
 
     auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
     if (!ec) {
-      c->busy = true;  // (the deadline set after the previous response still runs for the body)
+      c->busy = true;
+      if (const read_failure bad = check_framing(parser.get()); bad.status) {
+        co_await answer_and_close(*c, parser, bad, remote);
+        break;
+      }
       if (parser.get()[http::field::expect] == "100-continue") {
         http::response<http::empty_body> go_on{http::status::continue_, 11};
         std::tie(ec, n) = co_await http::async_write(stream, go_on, tuple_awaitable);
@@ -310,10 +387,17 @@ net::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
     }
     if (!ec && !parser.is_done()) {
       c->expire_in(cfg.body_timeout);
+      c->reading_body = true;
       std::tie(ec, n) = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
+      c->reading_body = false;
     }
     if (ec) {
-      const read_failure failure = classify(ec, cfg);
+      const read_failure failure =
+          c->body_timed_out
+              ? read_failure{408, "body_timeout",
+                             "the request body did not arrive within " +
+                                 std::to_string(cfg.body_timeout.count()) + " ms"}
+              : classify(ec, cfg);
       if (failure.status) co_await answer_and_close(*c, parser, failure, remote);
       break;
     }
@@ -405,8 +489,8 @@ server::server(io_pool& io, const config& c, pipeline& api, metrics& m, ws_servi
 
 server::~server() = default;
 
-tcp::endpoint server::listen() {
-  tcp::endpoint endpoint(net::ip::make_address(impl_->cfg.host), impl_->cfg.port);
+tcp::endpoint server::listen(const std::string& host, std::uint16_t port) {
+  tcp::endpoint endpoint(net::ip::make_address(host), port);
   auto& acceptor = impl_->acceptor;
   acceptor.open(endpoint.protocol());
   acceptor.set_option(net::socket_base::reuse_address(true));

@@ -5,7 +5,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <cstdint>
 #include <memory>
+#include <string>
 
 #include "service/config.hpp"
 #include "service/http/io_pool.hpp"
@@ -22,8 +24,8 @@ class server {
   server(io_pool& io, const config& c, pipeline& api, metrics& m, ws_services& websockets);
   ~server();
 
-  // Binds and listens; returns the bound address (the port is the real one with --port 0).
-  boost::asio::ip::tcp::endpoint listen();
+  // Binds and listens; returns the bound address (the real port when `port` is 0).
+  boost::asio::ip::tcp::endpoint listen(const std::string& host, std::uint16_t port);
   void start();
 
   // Shutdown, in order: stop accepting; drain (idle keep-alive connections close now, busy

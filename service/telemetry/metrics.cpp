@@ -49,9 +49,11 @@ metrics::metrics()
       connections_rejected_(
           BuildCounter()
               .Name("gatherd_http_connections_rejected_total")
-              .Help("Connections closed at accept because --max-connections were open.")
-              .Register(*registry_)
-              .Add({})),
+              .Help("Connections closed at accept, by the cap that was reached "
+                    "(max_connections, max_connections_per_client).")
+              .Register(*registry_)),
+      rejected_full_(connections_rejected_.Add({{"reason", "max_connections"}})),
+      rejected_per_client_(connections_rejected_.Add({{"reason", "max_connections_per_client"}})),
       jobs_submitted_(BuildCounter()
                           .Name("gatherd_jobs_submitted_total")
                           .Help("Jobs admitted, by kind.")
@@ -126,6 +128,18 @@ metrics::metrics()
                        .Help("Items in named queues, ready or leased (all queues).")
                        .Register(*registry_)
                        .Add({})),
+      queue_bytes_(BuildGauge()
+                       .Name("gatherd_queue_bytes")
+                       .Help("Payload bytes of the items in named queues, ready or leased (all "
+                             "queues; bounded by --queues-max-bytes).")
+                       .Register(*registry_)
+                       .Add({})),
+      job_bytes_(BuildGauge()
+                     .Name("gatherd_jobs_bytes")
+                     .Help("Payload bytes of the jobs held, unfinished and finished: specs, "
+                           "labels, results, errors (bounded by --jobs-max-bytes).")
+                     .Register(*registry_)
+                     .Add({})),
       limits_(BuildGauge()
                   .Name("gatherd_limit")
                   .Help("Configured limits, by name (max_running, max_queued, ...), for alerts "
@@ -160,15 +174,21 @@ metrics::metrics()
           &jobs_finished_.Add({{"kind", name}, {"state", std::string(core::to_string(state))}});
     }
   }
-  for (const char* reason : {"queue_full", "shutting_down"})
+  for (const char* reason : {"queue_full", "shutting_down", "jobs_memory_full", "job_too_large"})
     jobs_rejected_.Add({{"reason", reason}});
   auto& primitives = BuildGauge()
                          .Name("gatherd_primitives")
                          .Help("Named primitives that exist, by type.")
                          .Register(*registry_);
+  auto& expired = BuildCounter()
+                      .Name("gatherd_primitives_expired_total")
+                      .Help("Named primitives forgotten after --primitive-idle-ms idle, by type.")
+                      .Register(*registry_);
   for (auto type : core::all_primitive_types) {
     primitives_by_type_[static_cast<std::size_t>(type)] =
         &primitives.Add({{"type", std::string(core::to_string(type))}});
+    expired_by_type_[static_cast<std::size_t>(type)] =
+        &expired.Add({{"type", std::string(core::to_string(type))}});
   }
   for (const char* outcome : {"completed", "failed", "timed_out", "abandoned"})
     gathers_.Add({{"outcome", outcome}});
@@ -207,6 +227,12 @@ void metrics::set_primitives(const core::coordinator_stats& stats) {
   }
   primitive_waiters_.Set(static_cast<double>(stats.waiters.load()));
   queue_items_.Set(static_cast<double>(stats.queued_items.load()));
+  queue_bytes_.Set(static_cast<double>(stats.queue_bytes.used.load()));
+  for (std::size_t i = 0; i < expired_by_type_.size(); ++i) {
+    const double expired = static_cast<double>(stats.expired[i].load());
+    if (expired > expired_seen_[i]) expired_by_type_[i]->Increment(expired - expired_seen_[i]);
+    expired_seen_[i] = expired;
+  }
   const double expired = static_cast<double>(stats.lease_expiries.load());
   if (expired > lease_expiries_seen_) lease_expiries_.Increment(expired - lease_expiries_seen_);
   lease_expiries_seen_ = expired;

@@ -28,7 +28,10 @@ class metrics {
                     double seconds);
   void connection_opened() { connections_open_.Increment(); }
   void connection_closed() { connections_open_.Decrement(); }
-  void connection_rejected() { connections_rejected_.Increment(); }
+  // reason: "max_connections" or "max_connections_per_client"
+  void connection_rejected(std::string_view reason) {
+    (reason == "max_connections" ? rejected_full_ : rejected_per_client_).Increment();
+  }
 
   // Jobs
   void job_submitted(core::job_kind kind);
@@ -66,6 +69,7 @@ class metrics {
   // Values read at scrape time (gauges owned by someone else).
   void on_scrape(std::function<void(metrics&)> refresh) { refresh_ = std::move(refresh); }
   void set_jobs(std::size_t queued, std::size_t running, std::size_t retained);
+  void set_job_bytes(std::size_t bytes) { job_bytes_.Set(static_cast<double>(bytes)); }
   void set_log_dropped(std::size_t dropped);
 
   // The exposition text of every metric.
@@ -76,7 +80,9 @@ class metrics {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& request_seconds_;
   prometheus::Gauge& connections_open_;
-  prometheus::Counter& connections_rejected_;
+  prometheus::Family<prometheus::Counter>& connections_rejected_;
+  prometheus::Counter& rejected_full_;
+  prometheus::Counter& rejected_per_client_;
   prometheus::Family<prometheus::Counter>& jobs_submitted_;
   prometheus::Family<prometheus::Counter>& jobs_finished_;
   prometheus::Family<prometheus::Counter>& jobs_rejected_;
@@ -95,6 +101,10 @@ class metrics {
   prometheus::Counter& lease_expiries_;
   prometheus::Gauge& queue_items_;
   double lease_expiries_seen_ = 0;
+  prometheus::Gauge& queue_bytes_;
+  prometheus::Gauge& job_bytes_;
+  std::array<prometheus::Counter*, std::size(core::all_primitive_types)> expired_by_type_{};
+  std::array<double, std::size(core::all_primitive_types)> expired_seen_{};
   prometheus::Family<prometheus::Gauge>& limits_;
   prometheus::Gauge& ws_open_;
   prometheus::Counter& ws_accepted_;

@@ -121,7 +121,7 @@ struct websocket_session::impl : ws_outbox {
   net::awaitable<void> run(beast::http::request<beast::http::string_body> upgrade) {
     const auto& settings = services.settings;
     websocket::stream_base::timeout timeouts;
-    timeouts.handshake_timeout = settings.header_timeout;  // also bounds the closing handshake
+    timeouts.handshake_timeout = settings.header_timeout;
     timeouts.idle_timeout = settings.ws_idle_timeout;      // a ping goes out at half of it
     timeouts.keep_alive_pings = true;
     ws.set_option(timeouts);
@@ -139,6 +139,10 @@ struct websocket_session::impl : ws_outbox {
           .add("error", ec.message());
       co_return;
     }
+    // From now on the "handshake" timeout bounds only the closing handshake: a peer that never
+    // answers our close frame must not hold a shutdown beyond its grace.
+    timeouts.handshake_timeout = settings.ws_close_timeout;
+    ws.set_option(timeouts);
     const auto opened = core::steady_clock::now();
     services.meter.ws_opened();
     log::info("ws.open").add("request_id", info.request_id).add("remote", info.remote);

@@ -33,6 +33,20 @@ JOB_FIELDS = frozenset({
 })
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
+# Knobs for slow or instrumented builds (the tsan test preset sets both):
+#   GATHERD_TEST_THREADS=N      every server gets `--threads N` unless the test passes its own,
+#                               so sessions run on several I/O threads even on a 2-core machine.
+#   GATHERD_TEST_TIME_SCALE=F   multiplies the harness's waits (start-up, wait_job, wait_for_log,
+#                               stop, HTTP timeouts) and what tests pass to scaled().
+TEST_THREADS = os.environ.get("GATHERD_TEST_THREADS", "")
+TIME_SCALE = float(os.environ.get("GATHERD_TEST_TIME_SCALE", "1") or "1")
+
+
+def scaled(seconds):
+    """A wait in seconds, stretched by GATHERD_TEST_TIME_SCALE for slow builds."""
+    return seconds * TIME_SCALE
+
+
 STARTUP_TIMEOUT_S = 10.0
 
 
@@ -77,6 +91,7 @@ class Gatherd:
     """One running gatherd process on 127.0.0.1:<port picked by the server>."""
 
     def __init__(self, *flags, env=None, startup_timeout=STARTUP_TIMEOUT_S):
+        startup_timeout = scaled(startup_timeout)
         self.binary = gatherd_bin()
         self._tmp = tempfile.TemporaryDirectory(prefix="gatherd-test-")
         self.stdout_path = os.path.join(self._tmp.name, "stdout.log")
@@ -88,6 +103,8 @@ class Gatherd:
         # Keep teardown fast: jobs left running by a test are cancelled soon after SIGTERM.
         if not _has_flag(flags, "--shutdown-grace-ms"):
             args += ["--shutdown-grace-ms", "200"]
+        if TEST_THREADS and not _has_flag(flags, "--threads"):
+            args += ["--threads", TEST_THREADS]
         args += flags
         self.args = args
         self.stopped = False
@@ -132,6 +149,7 @@ class Gatherd:
         return self.wait_exit(timeout)
 
     def wait_exit(self, timeout):
+        timeout = scaled(timeout)
         try:
             self.returncode = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -188,6 +206,7 @@ class Gatherd:
 
     def wait_for_log(self, predicate=None, timeout=5.0, **fields):
         """First log line with the given field values (and predicate), waiting for async logging."""
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
             for line in self.log_lines():
@@ -201,13 +220,18 @@ class Gatherd:
 
     def diagnostics(self, tail=15):
         out = [l[:300] for l in self.raw_output().splitlines()[-tail:]]
-        err = [l[:300] for l in self.stderr_output().splitlines()[-tail:]]
+        stderr = self.stderr_output()
+        if "WARNING: ThreadSanitizer" in stderr:  # the whole report: its stacks are the point
+            return ("--- gatherd stdout (tail) ---\n" + "\n".join(out) +
+                    "\n--- gatherd stderr (ThreadSanitizer) ---\n" +
+                    stderr[stderr.index("WARNING: ThreadSanitizer"):])
+        err = [l[:300] for l in stderr.splitlines()[-tail:]]
         return ("--- gatherd stdout (tail) ---\n" + "\n".join(out) +
                 "\n--- gatherd stderr (tail) ---\n" + "\n".join(err))
 
     # ---------------------------------------------------------------- HTTP
     def connection(self, timeout=10.0):
-        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        return http.client.HTTPConnection(self.host, self.port, timeout=scaled(timeout))
 
     def request(self, method, path, body=None, headers=None, timeout=10.0, conn=None):
         """One request; returns (status, headers, body_bytes). Uses a fresh connection unless conn."""
@@ -253,6 +277,7 @@ class Gatherd:
         """Poll GET /v1/jobs/{id} until its state is in states; returns the job."""
         if isinstance(states, str):
             states = {states}
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         job = None
         while True:
@@ -265,6 +290,7 @@ class Gatherd:
             time.sleep(interval)
 
     def wait_gone(self, job_id, timeout=5.0):
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
             status, _, body = self.json("GET", f"/v1/jobs/{job_id}")

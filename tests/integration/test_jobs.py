@@ -6,7 +6,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import GatherdTestCase
+from harness import GatherdTestCase, metric_value
 
 
 def sleep_spec(ms, **params):
@@ -725,6 +725,54 @@ class Retention(GatherdTestCase):
         listed = [j["id"] for j in srv.json("GET", "/v1/jobs")[2]["jobs"]]
         self.assertEqual(listed, list(reversed(ids[2:])))
 
+
+class JobBytes(GatherdTestCase):
+    """Issue 14, defect 5: the payload of the jobs held (specs, labels, results, errors) is bounded
+    by --jobs-max-bytes: the oldest finished jobs are evicted first, and submissions are refused
+    only when unfinished jobs alone leave no room."""
+
+    @staticmethod
+    def weighing(ms):
+        # 996 characters and their quotes as the result (the spec holds it too), 2 bytes of labels:
+        # 1000 bytes whether unfinished or finished.
+        return {**sleep_spec(ms, result="x" * 996), "labels": {"t": "a"}}
+
+    def test_retained_job_bytes_gauge_and_eviction(self):
+        srv = self.start("--jobs-max-bytes", "3000")
+        self.assertEqual(metric_value(srv.metrics(), "gatherd_jobs_bytes"), 0)
+        self.assertIn('gatherd_limit{name="jobs_max_bytes"} 3000', srv.metrics())
+        ids = []
+        for _ in range(4):
+            job = srv.submit(self.weighing(0))
+            srv.wait_job(job["id"])
+            ids.append(job["id"])
+        # Three fit exactly; the fourth evicted the oldest finished.
+        srv.wait_gone(ids[0], timeout=3)
+        for job_id in ids[1:]:
+            self.assertEqual(srv.get_job(job_id)["state"], "succeeded")
+        self.assertEqual(metric_value(srv.metrics(), "gatherd_jobs_bytes"), 3000)
+
+        # Unfinished jobs are never evicted: once they alone fill the budget, 429.
+        running = [srv.submit(self.weighing(10000))["id"] for _ in range(3)]
+        for job_id in ids[1:]:
+            srv.wait_gone(job_id, timeout=3)
+        resp = srv.json("POST", "/v1/jobs", self.weighing(10000))
+        self.assertProblem(resp, 429, "jobs_memory_full")
+        self.assertRegex(resp[1].get("Retry-After") or "", r"^[1-9]\d*$")
+        self.assertProblem(srv.json("POST", "/v1/jobs/batch", {"jobs": [sleep_spec(0, result="y")]}),
+                           429, "jobs_memory_full")
+        # More than the whole budget could ever hold: 413.
+        self.assertProblem(srv.json("POST", "/v1/jobs", sleep_spec(0, result="x" * 3100)), 413,
+                           "job_too_large")
+        text = srv.metrics()
+        self.assertEqual(metric_value(text, "gatherd_jobs_rejected_total", reason="jobs_memory_full"), 2)
+        self.assertEqual(metric_value(text, "gatherd_jobs_rejected_total", reason="job_too_large"), 1)
+        # A job that ends makes room (its spec goes, and its small result can be evicted).
+        srv.json("POST", f"/v1/jobs/{running[0]}/cancel")
+        srv.wait_job(running[0])
+        srv.submit(self.weighing(10000))
+        self.assertEqual(srv.get_job(running[1])["state"], "running")
+        self.assertLessEqual(metric_value(srv.metrics(), "gatherd_jobs_bytes"), 3000)
 
 if __name__ == "__main__":
     unittest.main()

@@ -21,7 +21,7 @@ import time
 import unittest
 from datetime import datetime, timezone
 
-from harness import TIMESTAMP_RE, GatherdTestCase, metric_sum, metric_value, raw_connect
+from harness import TIMESTAMP_RE, GatherdTestCase, metric_sum, metric_value, raw_connect, scaled
 
 SEM_STATE = {"name", "permits", "available", "holders", "waiters"}
 HOLDER_FIELDS = {"holder", "permit_id", "fencing_token", "count", "expires_at"}
@@ -30,7 +30,9 @@ RELEASE_FIELDS = {"permit_id", "count"}
 EVENT_STATE = {"name", "set", "waiters"}
 BARRIER_STATE = {"name", "parties", "waiting", "generation"}
 BARRIER_PASS = {"generation", "arrival"}
-QUEUE_STATS = {"name", "maxsize", "size", "leased", "unfinished", "put_waiters", "get_waiters"}
+QUEUE_STATS = {"name", "maxsize", "size", "leased", "unfinished", "put_waiters", "get_waiters",
+               "max_bytes", "bytes"}
+QUEUE_MAX_BYTES = 67108864   # --queue-max-bytes default
 PRIMITIVE_TYPES = {"semaphore", "lock", "event", "barrier", "queue"}
 
 DISCONNECT_DEADLINE_S = 2.0  # a client that leaves stops being a waiter within this
@@ -351,12 +353,13 @@ class Semaphores(PrimTestCase):
     def test_keepalive_extends_the_lease(self):
         srv = self.srv
         self.put_sem(srv, "ka", 1)
-        p = self.acquire(srv, "semaphores", "ka", "a", ttl_ms=400)
+        ttl_ms = round(scaled(0.4) * 1000)  # longer when the build is slow (TSan)
+        p = self.acquire(srv, "semaphores", "ka", "a", ttl_ms=ttl_ms)
         last_expiry = parse_ts(p["expires_at"])
         for _ in range(4):  # 1.2 s in all, three times the original lease
-            time.sleep(0.3)
+            time.sleep(scaled(0.3))
             k = self.ok(self.call(srv, "POST", "/v1/semaphores/ka/keepalive",
-                                  {"permit_id": p["permit_id"], "ttl_ms": 400}))
+                                  {"permit_id": p["permit_id"], "ttl_ms": ttl_ms}))
             self.assertPermit(k)
             self.assertEqual((k["permit_id"], k["fencing_token"], k["count"]),
                              (p["permit_id"], p["fencing_token"], 1))
@@ -458,22 +461,26 @@ class PrimitiveCap(PrimTestCase):
         srv = self.start("--max-primitives", "3")
         self.put_sem(srv, "s", 1)
         self.ok(self.call(srv, "PUT", "/v1/queues/q", {"maxsize": 1}))
-        self.state(srv, "locks", "l")  # a lock exists on first use: the third
+        self.ok(self.call(srv, "PUT", "/v1/locks/l", {}))  # the third
         refused = [
             ("PUT", "/v1/barriers/b", {"parties": 2}),
             ("PUT", "/v1/semaphores/s2", {"permits": 1}),
             ("PUT", "/v1/queues/q2", {"maxsize": 1}),
             ("PUT", "/v1/events/e", {}),
             ("POST", "/v1/events/e/set", {}),
-            ("GET", "/v1/events/e", None),
-            ("GET", "/v1/locks/l2", None),
+            ("GET", "/v1/events/e?wait_ms=100", None),  # a waiter needs the event to exist
             ("POST", "/v1/locks/l2/acquire", {"holder": "a"}),
         ]
         for method, path, body in refused:
             with self.subTest(method=method, path=path):
                 resp = self.call(srv, method, path, body)
                 self.assertProblem(resp, 429, "too_many_primitives")
-                self.assertEqual(resp[1].get("Retry-After"), "1")
+                # Idle primitives exist: Retry-After says when the first one is forgotten
+                # (--primitive-idle-ms, capped by --retry-after-max-ms).
+                self.assertRegex(resp[1].get("Retry-After") or "", r"^[1-9]\d*$")
+        # Reads create nothing, so they are never refused.
+        self.assertEqual(self.ok(self.call(srv, "GET", "/v1/events/e")), {"set": False})
+        self.assertEqual(self.state(srv, "locks", "l2")["available"], 1)
         # Using the existing ones is not creating: still fine.
         self.put_sem(srv, "s", 2)
         self.ok(self.call(srv, "PUT", "/v1/queues/q", {"maxsize": 2}))
@@ -487,6 +494,135 @@ class PrimitiveCap(PrimTestCase):
         self.assertProblem(self.call(srv, "PUT", "/v1/events/e", {}), 429, "too_many_primitives")
 
 
+class ReadsAndIdleExpiry(PrimTestCase):
+    """Issue 14, defect 4: reads create nothing; idle primitives are forgotten."""
+
+    def test_reads_never_fill_the_primitive_cap(self):
+        srv = self.start("--max-primitives", "100")
+        for i in range(100):
+            self.assertEqual(self.ok(self.call(srv, "GET", f"/v1/events/e{i}")), {"set": False})
+            self.assertEqual(self.ok(self.call(srv, "GET", f"/v1/events/e{i}?wait_ms=0")), {"set": False})
+            state = self.state(srv, "locks", f"l{i}")
+            self.assertSemState(state, f"l{i}", 1)
+            self.assertEqual((state["available"], state["holders"], state["waiters"]), (1, [], 0))
+        self.assertEqual(metric_sum(srv.metrics(), "gatherd_primitives") or 0, 0, "a read created one")
+        # Everyone can still create: the reads took nothing.
+        p = self.acquire(srv, "locks", "real", "a")
+        self.release(srv, "locks", "real", p["permit_id"])
+        self.put_sem(srv, "s", 1)
+        self.ok(self.call(srv, "PUT", "/v1/queues/q", {"maxsize": 1}))
+        # A waiter on an absent event makes it for as long as it waits, no longer.
+        self.assertEqual(self.ok(self.call(srv, "GET", "/v1/events/w?wait_ms=100")), {"set": False})
+        self.assertEqual(metric_value(srv.metrics(), "gatherd_primitives", type="event"), 0)
+        self.assertProblem(self.call(srv, "DELETE", "/v1/events/w"), 404, "not_found")
+        # Semaphores, barriers and queues need a PUT: reading an absent one stays 404.
+        for kind in ("semaphores", "barriers", "queues"):
+            self.assertProblem(self.call(srv, "GET", f"/v1/{kind}/absent"), 404, "not_found")
+
+    def test_idle_primitives_expire_and_busy_ones_stay(self):
+        srv = self.start("--primitive-idle-ms", "200")
+        # Idle: no holder, waiter or item (an event not set).
+        self.put_sem(srv, "s", 2)
+        p = self.acquire(srv, "locks", "l", "a")
+        self.release(srv, "locks", "l", p["permit_id"])
+        self.ok(self.call(srv, "PUT", "/v1/events/e", {}))
+        self.ok(self.call(srv, "PUT", "/v1/barriers/b", {"parties": 2}))
+        self.ok(self.call(srv, "PUT", "/v1/queues/q", {"maxsize": 5}))
+        # Busy, or holding state a client relies on: a set event, a held lock, a queue with an
+        # item, a semaphore with a waiter.
+        self.ok(self.call(srv, "POST", "/v1/events/kept/set", {}))
+        held = self.acquire(srv, "locks", "held", "a", ttl_ms=30000)
+        self.ok(self.call(srv, "PUT", "/v1/queues/full", {"maxsize": 5}))
+        self.ok(self.call(srv, "POST", "/v1/queues/full/put", {"items": [1]}))
+        self.put_sem(srv, "busy", 1)
+        self.acquire(srv, "semaphores", "busy", "a", ttl_ms=30000)
+        waiter = self.bg_acquire(srv, "semaphores", "busy", "w", wait_ms=LONG_WAIT_MS)
+        self.wait_waiters(srv, "semaphores", "busy", 1)
+
+        self.wait_until(lambda: metric_sum(srv.metrics(), "gatherd_primitives_expired_total") == 5,
+                        5, "5 idle primitives expired")
+        time.sleep(0.5)  # ten idle times more: the busy ones still stay
+        text = srv.metrics()
+        for t in PRIMITIVE_TYPES:
+            self.assertEqual(metric_value(text, "gatherd_primitives_expired_total", type=t), 1, t)
+        for t, n in (("semaphore", 1), ("lock", 1), ("event", 1), ("barrier", 0), ("queue", 1)):
+            self.assertEqual(metric_value(text, "gatherd_primitives", type=t), n, t)
+        for kind in ("semaphores", "barriers", "queues"):
+            name = {"semaphores": "s", "barriers": "b", "queues": "q"}[kind]
+            self.assertProblem(self.call(srv, "GET", f"/v1/{kind}/{name}"), 404, "not_found")
+        self.assertProblem(self.call(srv, "DELETE", "/v1/events/e"), 404, "not_found")
+        self.assertFalse(waiter.done(), "the waiter lost its semaphore")
+        self.assertEqual(self.ok(self.call(srv, "GET", "/v1/events/kept")), {"set": True})
+        self.assertEqual([h["permit_id"] for h in self.state(srv, "locks", "held")["holders"]],
+                         [held["permit_id"]])
+        self.assertEqual(self.state(srv, "queues", "full")["size"], 1)
+
+    def test_idle_time_from_the_environment(self):
+        srv = self.start(env={"GATHERD_PRIMITIVE_IDLE_MS": "200"})
+        self.put_sem(srv, "s", 1)
+        self.wait_until(lambda: self.metric(srv, "gatherd_primitives_expired_total", type="semaphore") == 1,
+                        5, "the semaphore expired")
+
+
+class QueueBytes(PrimTestCase):
+    """Issue 14, defect 5: queues bounded by payload bytes, per queue and server-wide."""
+
+    def put(self, srv, name, items, wait_ms=0):
+        return self.call(srv, "POST", f"/v1/queues/{name}/put", {"items": items, "wait_ms": wait_ms})
+
+    def test_byte_budgets(self):
+        srv = self.start("--queue-max-bytes", "1000", "--queues-max-bytes", "1500")
+        state = self.ok(self.call(srv, "PUT", "/v1/queues/q", {"maxsize": 100}))
+        self.assertEqual(set(state), QUEUE_STATS, state)
+        self.assertEqual((state["max_bytes"], state["bytes"]), (1000, 0))
+        self.assertProblem(self.call(srv, "PUT", "/v1/queues/q2", {"maxsize": 1, "max_bytes": 1001}),
+                           400, "invalid_request", detail_contains="max_bytes")
+        small = self.ok(self.call(srv, "PUT", "/v1/queues/small", {"maxsize": 1, "max_bytes": 100}))
+        self.assertEqual(small["max_bytes"], 100)
+
+        # More than the queue can ever hold: 413 at once, whatever the wait.
+        t0 = time.monotonic()
+        self.assertProblem(self.put(srv, "q", ["x" * 1199], wait_ms=5000), 413, "item_too_large")
+        self.assertProblem(self.put(srv, "small", ["x" * 99]), 413, "item_too_large")
+        self.assertLess(time.monotonic() - t0, 1.0)
+
+        # Payload bytes, counted exactly: a string of 898 characters and its quotes.
+        self.ok(self.put(srv, "q", ["x" * 898]))
+        self.assertEqual(self.state(srv, "queues", "q")["bytes"], 900)
+        self.assertEqual(self.metric(srv, "gatherd_queue_bytes"), 900)
+
+        # Byte-full: the same 429 as a count-full queue, after the put's wait.
+        t0 = time.monotonic()
+        resp = self.put(srv, "q", ["y" * 198], wait_ms=300)
+        self.assertProblem(resp, 429, "queue_bytes_full")
+        self.assertGreaterEqual(time.monotonic() - t0, 0.25)
+        self.assertRegex(resp[1].get("Retry-After") or "", r"^[1-9]\d*$")
+        self.assertEqual(self.state(srv, "queues", "q")["bytes"], 900, "a refused put added bytes")
+
+        # A waiting put gets in once room is made: a get leaves the item held, done frees it.
+        waiter = self.bg(srv, "POST", "/v1/queues/q/put", {"items": ["y" * 198], "wait_ms": LONG_WAIT_MS})
+        self.wait_until(lambda: self.state(srv, "queues", "q")["put_waiters"] == 1, 3, "put parked")
+        got = self.ok(self.call(srv, "POST", "/v1/queues/q/get", {"lease_ms": 30000}))["items"]
+        time.sleep(0.2)
+        self.assertFalse(waiter.done(), "a get made room: leased items are still held")
+        self.ok(self.call(srv, "POST", "/v1/queues/q/done", {"receipts": [got[0]["receipt"]]}))
+        self.assertEqual(self.ok(waiter.wait(3)), {"put": 1})
+        self.assertEqual(self.state(srv, "queues", "q")["bytes"], 200)
+
+        # Server-wide: 1500 bytes across queues.
+        self.ok(self.call(srv, "PUT", "/v1/queues/other", {"maxsize": 100}))
+        self.ok(self.call(srv, "PUT", "/v1/queues/third", {"maxsize": 100}))
+        self.ok(self.put(srv, "other", ["z" * 998]))
+        self.assertEqual(self.metric(srv, "gatherd_queue_bytes"), 1200)
+        self.assertProblem(self.put(srv, "third", ["w" * 398], wait_ms=100), 429, "queues_memory_full")
+        waiter = self.bg(srv, "POST", "/v1/queues/third/put", {"items": ["w" * 398], "wait_ms": LONG_WAIT_MS})
+        self.wait_until(lambda: self.state(srv, "queues", "third")["put_waiters"] == 1, 3, "put parked")
+        self.assertEqual(self.call(srv, "DELETE", "/v1/queues/other")[0], 204)  # frees 1000
+        self.assertEqual(self.ok(waiter.wait(3)), {"put": 1})
+        self.assertEqual(self.metric(srv, "gatherd_queue_bytes"), 600)
+        self.assertIn('gatherd_limit{name="queues_max_bytes"} 1500', srv.metrics())
+
+
 # ====================================================================== 2. locks
 class Locks(PrimTestCase):
     def setUp(self):
@@ -494,7 +630,7 @@ class Locks(PrimTestCase):
 
     def test_lock_exists_on_first_use(self):
         srv = self.srv
-        state = self.state(srv, "locks", "fresh")
+        state = self.state(srv, "locks", "fresh")  # read as a free lock, not created
         self.assertSemState(state, "fresh", 1)
         self.assertEqual((state["available"], state["holders"], state["waiters"]), (1, [], 0))
         p = self.acquire(srv, "locks", "first-acquire", "a")  # acquire creates it too
@@ -502,7 +638,7 @@ class Locks(PrimTestCase):
         self.assertEqual(self.state(srv, "locks", "first-acquire")["available"], 0)
         state = self.ok(self.call(srv, "PUT", "/v1/locks/put-lock", {}))
         self.assertSemState(state, "put-lock", 1)
-        self.assertEqual(metric_value(srv.metrics(), "gatherd_primitives", type="lock"), 3)
+        self.assertEqual(metric_value(srv.metrics(), "gatherd_primitives", type="lock"), 2)
         # PUT on an existing lock leaves it as it is.
         state = self.ok(self.call(srv, "PUT", "/v1/locks/first-acquire", {}))
         self.assertEqual([h["permit_id"] for h in state["holders"]], [p["permit_id"]])
@@ -584,13 +720,14 @@ class Events(PrimTestCase):
         self.assertEqual(self.ok(self.call(srv, "GET", "/v1/events/e")), {"set": False})
         status, _, body = srv.json("POST", "/v1/events/e/clear")
         self.assertEqual((status, body["set"]), (200, False), body)
-        # Events exist on first use, by any call.
+        # Events exist on first write; a read answers "not set" and creates nothing.
         self.assertEqual(self.ok(self.call(srv, "GET", "/v1/events/by-get")), {"set": False})
         self.assertEqual(self.ok(self.call(srv, "POST", "/v1/events/by-set/set", {}))["set"], True)
-        self.assertEqual(metric_value(srv.metrics(), "gatherd_primitives", type="event"), 3)
+        self.assertEqual(metric_value(srv.metrics(), "gatherd_primitives", type="event"), 2)
         self.assertEqual(self.call(srv, "DELETE", "/v1/events/e")[0], 204)
         self.assertProblem(self.call(srv, "DELETE", "/v1/events/e"), 404, "not_found")
-        self.assertEqual(metric_value(srv.metrics(), "gatherd_primitives", type="event"), 2)
+        self.assertProblem(self.call(srv, "DELETE", "/v1/events/by-get"), 404, "not_found")
+        self.assertEqual(metric_value(srv.metrics(), "gatherd_primitives", type="event"), 1)
 
     def test_set_wakes_every_waiter_together(self):
         srv = self.srv
@@ -753,7 +890,8 @@ class Queues(PrimTestCase):
     def test_put_get_done_join_roundtrip(self):
         stats = self.put_queue("q", 10)
         self.assertEqual(stats, {"name": "q", "maxsize": 10, "size": 0, "leased": 0, "unfinished": 0,
-                                 "put_waiters": 0, "get_waiters": 0})
+                                 "put_waiters": 0, "get_waiters": 0,
+                                 "max_bytes": QUEUE_MAX_BYTES, "bytes": 0})
         values = [1, "two", {"three": [3]}, None, [5]]
         self.put("q", values)
         self.assertEqual(self.stats("q")["size"], 5)
@@ -1148,7 +1286,7 @@ class PrimitiveMetrics(PrimTestCase):
         # One of each type, with names that must never show up as label values.
         secret = "tenant-7f3a9c-secret"
         self.put_sem(srv, f"sem-{secret}", 1)
-        self.state(srv, "locks", f"lock-{secret}")
+        self.ok(self.call(srv, "PUT", f"/v1/locks/lock-{secret}", {}))
         self.ok(self.call(srv, "PUT", f"/v1/events/ev-{secret}", {}))
         self.ok(self.call(srv, "PUT", f"/v1/barriers/bar-{secret}", {"parties": 2}))
         self.ok(self.call(srv, "PUT", f"/v1/queues/q1-{secret}", {"maxsize": 10}))
@@ -1202,7 +1340,8 @@ class PrimitiveMetrics(PrimTestCase):
         text = srv.metrics()
         self.assertNotIn(secret, text, "a primitive name appears in /metrics")
         families = ("gatherd_primitives", "gatherd_primitive_waiters", "gatherd_primitive_acquire_wait_seconds",
-                    "gatherd_primitive_lease_expiries_total", "gatherd_queue_items")
+                    "gatherd_primitive_lease_expiries_total", "gatherd_queue_items",
+                    "gatherd_primitives_expired_total", "gatherd_queue_bytes")
         sample = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+\S+")
         label = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
         seen = 0

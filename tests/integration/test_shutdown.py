@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from harness import GatherdTestCase
+from harness import GatherdTestCase, scaled
 
 
 def sleep_spec(ms, **params):
@@ -35,12 +35,13 @@ class Shutdown(GatherdTestCase):
         self.assertEqual(srv.stop(sig=signal.SIGINT, timeout=10), 0, srv.diagnostics())
 
     def test_drain_readyz_503_healthz_200(self):
-        srv = self.start("--drain-ms", "1000")
+        drain = scaled(1.0)  # the windows below stretch with it when the build is slow (TSan)
+        srv = self.start("--drain-ms", str(round(drain * 1000)))
         status, _, body = srv.json("GET", "/readyz")
         self.assertEqual((status, body), (200, {"status": "ready"}))
         t0 = time.monotonic()
         srv.send_signal(signal.SIGTERM)
-        deadline = t0 + 0.6
+        deadline = t0 + 0.6 * drain
         while True:
             status, _, body = srv.json("GET", "/readyz")
             if status == 503:
@@ -56,12 +57,12 @@ class Shutdown(GatherdTestCase):
         self.assertEqual(status, 202, body)
         status, _, body = srv.json("POST", "/v1/jobs/batch", {"jobs": [sleep_spec(1)]})
         self.assertEqual(status, 202, body)
-        self.assertLess(time.monotonic() - t0, 0.9, "test too slow to observe the drain")
+        self.assertLess(time.monotonic() - t0, 0.9 * drain, "test too slow to observe the drain")
         rc = srv.stop(timeout=10)
         elapsed = time.monotonic() - t0
         self.assertEqual(rc, 0, srv.diagnostics())
-        self.assertGreaterEqual(elapsed, 0.8, "exited before --drain-ms passed")
-        self.assertLess(elapsed, 5.0)
+        self.assertGreaterEqual(elapsed, 0.8 * drain, "exited before --drain-ms passed")
+        self.assertLess(elapsed, 5.0 * drain)
         self.assertRefused(srv)
 
     def test_running_jobs_cancelled_after_grace(self):
@@ -120,8 +121,11 @@ class Shutdown(GatherdTestCase):
             self.assertEqual(body["state"], "succeeded", body)
 
     def test_sigterm_under_load(self):
-        srv = self.start("--max-running", "4", "--max-queued", "10000", "--drain-ms", "300",
-                         "--shutdown-grace-ms", "300")
+        # Every window stretches when the build is slow (TSan): the drain must still outlast the
+        # reading of requests sent before the signal, and the load must still submit enough.
+        srv = self.start("--max-running", "4", "--max-queued", "10000",
+                         "--drain-ms", str(round(scaled(0.3) * 1000)),
+                         "--shutdown-grace-ms", str(round(scaled(0.3) * 1000)))
         records = []  # (what, t_sent or None, t_end, status or None, code or exception repr)
         lock = threading.Lock()
         ids = []
@@ -179,7 +183,7 @@ class Shutdown(GatherdTestCase):
                   [threading.Thread(target=poller) for _ in range(4)]
         for t in threads:
             t.start()
-        time.sleep(0.8)
+        time.sleep(scaled(0.8))
         t_sig = time.monotonic()
         srv.send_signal(signal.SIGTERM)
         rc = srv.wait_exit(timeout=15)
@@ -189,7 +193,7 @@ class Shutdown(GatherdTestCase):
             t.join(20)
         self.assertFalse(any(t.is_alive() for t in threads), "client threads hung")
         self.assertEqual(rc, 0, srv.diagnostics())
-        self.assertLess(t_exit - t_sig, 6.0, "shutdown under load was not prompt")
+        self.assertLess(t_exit - t_sig, scaled(6.0), "shutdown under load was not prompt")
 
         before = [r for r in records if r[1] is not None and r[1] < t_sig]
         failed_before = [r for r in records if r[1] is None and r[2] < t_sig]

@@ -1099,8 +1099,13 @@ class SlowConsumer(WsTestCase):
             self.assertEqual(rcvd.code, 1008, rcvd)
         self.run_async(main)
         growth = report["rss_max"] - report["rss0"]
-        self.assertLess(growth, 64 * MIB,
-                        f"RSS grew by {growth / MIB:.1f} MiB while a client did not read: {report}")
+        # Under ThreadSanitizer every heap byte touched also costs shadow memory that stays
+        # mapped, so RSS cannot tell a bounded queue from an unbounded one (it grew ~175 MiB
+        # here): the release and asan runs check it; `received` and the 1008 above still hold.
+        if "TSAN_OPTIONS" not in os.environ:
+            self.assertLess(growth, 64 * MIB,
+                            f"RSS grew by {growth / MIB:.1f} MiB while a client did not read: "
+                            f"{report}")
         self.wait_metric(srv, "gatherd_ws_closed_total", lambda v: v == 1, reason="slow_consumer")
         self.wait_metric(srv, "gatherd_ws_connections", lambda v: v == 0)
         # The server is fine afterwards.

@@ -81,6 +81,46 @@ TEST(Admission, WithdrawFreesAQueuePlaceAndSkipsTheTicket) {
   EXPECT_EQ(a.running(), 1u);
 }
 
+TEST(DrainRate, NeedsTwoDeparturesThenScalesWithTheRequest) {
+  drain_rate rate;
+  const auto t0 = steady_clock::now();
+  EXPECT_FALSE(rate.time_for(1, t0));
+  rate.record(t0);
+  EXPECT_FALSE(rate.time_for(1, t0));
+  for (int i = 1; i < 10; ++i) rate.record(t0 + i * 100ms);  // 10 departures over 900 ms
+  EXPECT_EQ(rate.time_for(1, t0 + 1000ms), 100ms);         // 10 in 1000 ms: 100 ms each
+  EXPECT_EQ(rate.time_for(5, t0 + 1000ms), 500ms);
+  EXPECT_EQ(rate.time_for(1, t0 + 10000ms), 1000ms);  // a stalled drain looks slower
+}
+
+TEST(DrainRate, RemembersOnlyTheLastWindow) {
+  drain_rate rate;
+  const auto t0 = steady_clock::now();
+  for (std::size_t i = 0; i < drain_rate::window; ++i) rate.record(t0 + i * 1000ms);  // slow
+  const auto fast = t0 + drain_rate::window * 1000ms;
+  for (std::size_t i = 0; i < drain_rate::window; ++i) rate.record(fast + i * 10ms);  // fast
+  const auto now = fast + drain_rate::window * 10ms;
+  EXPECT_EQ(rate.time_for(1, now), 10ms);
+}
+
+TEST(Admission, TimeUntilRoomFollowsTheReleaseRate) {
+  net::io_context io;
+  admission a(1, 1, io.get_executor());
+  EXPECT_EQ(a.time_until_room(2), 0ms);
+  auto t1 = a.admit();
+  auto t2 = a.admit();
+  EXPECT_FALSE(a.time_until_room(1));  // full, and nothing released yet: no rate to go by
+  a.release(*t1);                       // t2 takes the slot
+  auto t3 = a.admit();
+  a.release(*t2);
+  auto t4 = a.admit();
+  const auto wait = a.time_until_room(1);
+  ASSERT_TRUE(wait);
+  EXPECT_GE(*wait, 0ms);
+  EXPECT_LT(*wait, 1000ms);  // two releases just now: room is expected soon
+  EXPECT_EQ(a.time_until_room(0), 0ms);
+}
+
 TEST(Admission, ReleaseOfAnUngrantedTicketChangesNothing) {
   net::io_context io;
   admission a(1, 1, io.get_executor());

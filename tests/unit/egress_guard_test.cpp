@@ -50,14 +50,15 @@ std::vector<tcp::endpoint> endpoints(std::initializer_list<const char*> addresse
   return out;
 }
 
-TEST(EgressGuard, RefusesEveryPrivateEndpointAndNamesTheAddress) {
+TEST(EgressGuard, RefusesEveryPrivateEndpointWithoutSayingWhereItPoints) {
   const auto decision = check_egress({}, "internal.example", endpoints({"10.0.0.1", "::1"}));
   EXPECT_TRUE(decision.allowed.empty());
   ASSERT_TRUE(decision.refused.has_value());
   EXPECT_EQ(decision.refused->to_string(), "10.0.0.1");
-  EXPECT_THAT(
-      egress_denied_message("internal.example", decision),
-      ::testing::AllOf(::testing::HasSubstr("internal.example"), ::testing::HasSubstr("10.0.0.1")));
+  const std::string message = egress_denied_message("internal.example");
+  EXPECT_THAT(message, ::testing::HasSubstr("internal.example"));
+  EXPECT_THAT(message, ::testing::Not(::testing::HasSubstr("10.0.0.1")));
+  EXPECT_THAT(message, ::testing::Not(::testing::HasSubstr("::1")));
 }
 
 TEST(EgressGuard, KeepsOnlyThePublicEndpoints) {

@@ -43,8 +43,10 @@ inline void PrintTo(const job_id& id, std::ostream* os) {
   *os << id.to_string();
 }
 inline void PrintTo(engine_errc c, std::ostream* os) {
-  static constexpr const char* names[] = {"queue_full", "not_found", "already_finished",
-                                          "idempotency_conflict", "shutting_down"};
+  static constexpr const char* names[] = {"queue_full",    "not_found",
+                                          "already_finished", "idempotency_conflict",
+                                          "shutting_down", "job_too_large",
+                                          "jobs_memory_full"};
   *os << names[static_cast<int>(c)];
 }
 inline void PrintTo(const job_error& e, std::ostream* os) {

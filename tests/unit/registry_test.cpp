@@ -190,6 +190,89 @@ TEST_F(engine_test, MaxRetainedEvictsByFinishOrderNotCreationOrder) {
   });
 }
 
+// ---- retention by bytes ---------------------------------------------------------------------
+
+// A sleep whose spec (its `result`) and result both weigh `bytes` payload bytes.
+job_spec weighing(std::size_t bytes, millis duration = 5ms) {
+  auto spec = sleep_spec(duration);
+  sleep_of(spec).result = json(std::string(bytes - 2, 'r'));  // a string: its quotes count
+  return spec;
+}
+
+TEST_F(engine_test, JobBytesCountTheSpecThenTheResult) {
+  run([&]() -> awaitable<void> {
+    auto spec = weighing(100, 200ms);
+    spec.labels = label("tenant", "acme");  // 10 bytes
+    auto job = (co_await eng().submit(spec)).job;
+    EXPECT_EQ(eng().job_bytes(), 110u);  // running: its spec
+    co_await eng().get(job.id, 5000ms);
+    EXPECT_EQ(eng().job_bytes(), 110u);  // finished: labels and result
+    auto failing = sleep_spec(1ms);
+    sleep_of(failing).fail = "boom";  // the error's type and message count once it failed
+    auto failed = (co_await eng().submit(failing)).job;
+    EXPECT_EQ((co_await eng().get(failed.id, 5000ms)).state, job_state::failed);
+    EXPECT_GT(eng().job_bytes(), 110u);
+    co_await eng().remove(job.id);
+    co_await eng().remove(failed.id);
+    EXPECT_EQ(eng().job_bytes(), 0u);
+  });
+}
+
+TEST_F(engine_test, MaxJobBytesEvictsTheOldestFinishedJobs) {
+  config.max_job_bytes = 300;
+  run([&]() -> awaitable<void> {
+    std::vector<job_id> id;
+    for (int i = 0; i < 5; ++i) {
+      id.push_back((co_await eng().submit(weighing(100))).job.id);
+      co_await eng().get(id.back(), 5000ms);
+      EXPECT_LE(eng().job_bytes(), 300u);
+    }
+    EXPECT_EQ(co_await error_of(eng().get(id[0])), engine_errc::not_found);
+    EXPECT_EQ(co_await error_of(eng().get(id[1])), engine_errc::not_found);
+    for (int i = 2; i < 5; ++i) EXPECT_EQ((co_await eng().get(id[i])).state, job_state::succeeded);
+    EXPECT_EQ(eng().retained(), 3u);
+    EXPECT_EQ(eng().job_bytes(), 300u);
+  });
+}
+
+TEST_F(engine_test, UnfinishedJobsAloneFillingMaxJobBytesRefuseSubmissions) {
+  config.max_job_bytes = 300;
+  run([&]() -> awaitable<void> {
+    auto done = (co_await eng().submit(weighing(100))).job.id;
+    co_await eng().get(done, 5000ms);
+    auto a = (co_await eng().submit(weighing(100, 5000ms))).job.id;
+    auto b = (co_await eng().submit(weighing(100, 5000ms))).job.id;  // 300: full
+    EXPECT_EQ((co_await eng().get(done)).state, job_state::succeeded);
+    co_await eng().submit(weighing(100, 5000ms));  // evicts `done` to make room
+    EXPECT_EQ(co_await error_of(eng().get(done)), engine_errc::not_found);
+    EXPECT_EQ(co_await error_of(eng().submit(weighing(10, 5000ms))),
+              engine_errc::jobs_memory_full);
+    std::vector<job_spec> batch{weighing(10), weighing(10)};
+    EXPECT_EQ(co_await error_of(eng().submit_batch(batch)), engine_errc::jobs_memory_full);
+    EXPECT_EQ(co_await error_of(eng().submit(weighing(301))), engine_errc::job_too_large);
+    EXPECT_EQ(observer.rejected("jobs_memory_full"), 3u);
+    // A job that ends makes room: its spec goes, its result can be evicted.
+    co_await eng().cancel(a);
+    co_await eng().get(a, 5000ms);
+    co_await eng().submit(weighing(100, 5000ms));
+    EXPECT_EQ(co_await error_of(eng().get(a)), engine_errc::not_found);
+    EXPECT_EQ((co_await eng().get(b)).state, job_state::running);
+  });
+}
+
+TEST_F(engine_test, AJobWhoseResultCannotFitIsForgottenAtOnce) {
+  config.max_job_bytes = 300;
+  run([&]() -> awaitable<void> {
+    auto live = (co_await eng().submit(weighing(290, 5000ms))).job.id;
+    // No spec bytes, but a result ({"slept_ms":5}, 14 bytes) that unfinished jobs leave no
+    // room for: forgotten as it finishes, as with --max-retained-jobs 0.
+    auto small = (co_await eng().submit(sleep_spec(5ms))).job.id;
+    EXPECT_EQ(co_await error_of(eng().get(small, 5000ms)), engine_errc::not_found);
+    EXPECT_EQ(eng().job_bytes(), 290u);
+    EXPECT_EQ((co_await eng().get(live)).state, job_state::running);  // live data is never evicted
+  });
+}
+
 // ---- listing --------------------------------------------------------------------------------
 
 TEST_F(engine_test, ListIsNewestFirstAndFilters) {

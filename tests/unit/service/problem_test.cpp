@@ -41,8 +41,9 @@ void expect_problem(const http_response& res, unsigned status, const std::string
                         {"detail", detail},
                         {"code", code}}))
       << res.body;
-  EXPECT_EQ(header(res, "Retry-After"),
-            status == 429 || status == 503 ? std::optional<std::string>("1") : std::nullopt);
+  EXPECT_EQ(res.retry_after, status == 429 || status == 503
+                                ? std::optional<std::chrono::milliseconds>(std::chrono::seconds(1))
+                                : std::nullopt);
   EXPECT_EQ(header(res, "WWW-Authenticate"),
             status == 401 ? std::optional<std::string>("Bearer") : std::nullopt);
 }
@@ -158,15 +159,46 @@ TEST(Problem, ResponseText) {
 }
 
 TEST(Problem, RetryAfterAndWwwAuthenticate) {
+  using std::chrono::milliseconds;
   const http_response busy = problem_response(429, "queue_full", "x");
-  EXPECT_EQ(busy.headers, (header_list{{"Retry-After", "1"}}));
+  EXPECT_EQ(busy.retry_after, milliseconds(1000));  // unknown: 1 s
+  EXPECT_EQ(problem_response(429, "queue_full", "x", milliseconds(7300)).retry_after,
+            milliseconds(7300));
   const http_response down = problem_response(503, "shutting_down", "x");
-  EXPECT_EQ(down.headers, (header_list{{"Retry-After", "1"}}));
+  EXPECT_EQ(down.retry_after, milliseconds(1000));
   const http_response auth = problem_response(401, "unauthorized", "x");
   EXPECT_EQ(auth.headers, (header_list{{"WWW-Authenticate", "Bearer"}}));
+  EXPECT_FALSE(auth.retry_after);
   for (unsigned status : {400u, 404u, 408u, 409u, 500u}) {
     EXPECT_TRUE(problem_response(status, "c", "d").headers.empty()) << status;
+    EXPECT_FALSE(problem_response(status, "c", "d", milliseconds(5)).retry_after) << status;
   }
+}
+
+TEST(Problem, RetryAfterIsWholeSecondsWithinBounds) {
+  using std::chrono::milliseconds;
+  const milliseconds max(30000);
+  EXPECT_EQ(retry_after_seconds(milliseconds(0), max), "1");
+  EXPECT_EQ(retry_after_seconds(milliseconds(1), max), "1");
+  EXPECT_EQ(retry_after_seconds(milliseconds(1000), max), "1");
+  EXPECT_EQ(retry_after_seconds(milliseconds(1001), max), "2");
+  EXPECT_EQ(retry_after_seconds(milliseconds(29999), max), "30");
+  EXPECT_EQ(retry_after_seconds(milliseconds(3600000), max), "30");
+  EXPECT_EQ(retry_after_seconds(milliseconds(-5), max), "1");
+  EXPECT_EQ(retry_after_seconds(milliseconds(5000), milliseconds(1500)), "2");
+}
+
+TEST(Problem, RefusalsCarryTheRefusingStatesRetryAfter) {
+  using std::chrono::milliseconds;
+  auto from = [](auto error) { return problem_from(std::make_exception_ptr(error)).retry_after; };
+  EXPECT_EQ(from(core::engine_error(core::engine_errc::queue_full, "x", milliseconds(4200))),
+            milliseconds(4200));
+  EXPECT_EQ(from(core::primitive_error(core::primitive_errc::too_many_waiters, "x",
+                                       milliseconds(900))),
+            milliseconds(900));
+  EXPECT_EQ(from(request_error(429, "too_many_connections", "x", milliseconds(2500))),
+            milliseconds(2500));
+  EXPECT_EQ(from(core::engine_error(core::engine_errc::queue_full, "x")), milliseconds(1000));
 }
 
 }  // namespace
