@@ -2,11 +2,37 @@
 
 #include <boost/algorithm/string.hpp>
 #include <boost/program_options.hpp>
+#include <charconv>
+#include <cstdint>
 #include <cstdlib>
 #include <sstream>
 #include <thread>
 
 #include "service/api/routes.hpp"
+
+// Counts and ports: Boost's lexical_cast reads "-1" as the largest unsigned value, so
+// `--max-running=-1` would mean "no limit". These strict readers take decimal digits only.
+// They are found by argument-dependent lookup on boost::any, and beat program_options' generic
+// validator (its last parameter is a long, theirs an int).
+namespace boost {
+template <class Unsigned>
+void validate_unsigned(boost::any& v, const std::vector<std::string>& values) {
+  program_options::validators::check_first_occurrence(v);
+  const std::string& text = program_options::validators::get_single_string(values);
+  Unsigned n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || ec != std::errc{} || end != text.data() + text.size()) {
+    throw program_options::invalid_option_value(text);
+  }
+  v = n;
+}
+void validate(boost::any& v, const std::vector<std::string>& values, std::size_t*, int) {
+  validate_unsigned<std::size_t>(v, values);
+}
+void validate(boost::any& v, const std::vector<std::string>& values, std::uint16_t*, int) {
+  validate_unsigned<std::uint16_t>(v, values);
+}
+}  // namespace boost
 
 namespace gatherd::service {
 

@@ -245,8 +245,7 @@ TEST_F(engine_test, UnfinishedJobsAloneFillingMaxJobBytesRefuseSubmissions) {
     EXPECT_EQ((co_await eng().get(done)).state, job_state::succeeded);
     co_await eng().submit(weighing(100, 5000ms));  // evicts `done` to make room
     EXPECT_EQ(co_await error_of(eng().get(done)), engine_errc::not_found);
-    EXPECT_EQ(co_await error_of(eng().submit(weighing(10, 5000ms))),
-              engine_errc::jobs_memory_full);
+    EXPECT_EQ(co_await error_of(eng().submit(weighing(10, 5000ms))), engine_errc::jobs_memory_full);
     std::vector<job_spec> batch{weighing(10), weighing(10)};
     EXPECT_EQ(co_await error_of(eng().submit_batch(batch)), engine_errc::jobs_memory_full);
     EXPECT_EQ(co_await error_of(eng().submit(weighing(301))), engine_errc::job_too_large);

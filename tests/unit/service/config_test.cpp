@@ -314,6 +314,23 @@ TEST_F(Config, InvalidValuesNameTheFlag) {
   expect_error(parse({"--max-running"}), "--max-running");
 }
 
+TEST_F(Config, CountsAndPortsTakeDigitsOnly) {
+  // lexical_cast would read these as 2^64-1 and 65535: "no limit" by accident.
+  expect_error(parse({"--max-running=-1"}), "'--max-running'");
+  expect_error(parse({"--max-queued", "-5"}), "--max-queued");
+  expect_error(parse({"--port=-1"}), "'--port'");
+  expect_error(parse({"--max-connections", "+3"}), "'--max-connections'");
+  expect_error(parse({"--max-connections", "3 "}), "'--max-connections'");
+  expect_error(parse({"--port", "65536"}), "'--port'");
+  set("GATHERD_MAX_QUEUED", "-1");
+  expect_error(parse({}), "max-queued");
+  ::unsetenv("GATHERD_MAX_QUEUED");
+  const command ok = parse({"--max-running", "7", "--port", "65535"});
+  ASSERT_EQ(ok.what, command::action::run) << ok.output;
+  EXPECT_EQ(ok.settings.max_running, 7u);
+  EXPECT_EQ(ok.settings.port, 65535);
+}
+
 TEST_F(Config, RateBurstMustBeAnInteger) {
   expect_error(parse({"--fetch-host-rate", "50:10abc"}), "not '50:10abc'");
   expect_error(parse({"--fetch-host-rate", "50:1.9"}), "not '50:1.9'");

@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "libcore/primitives/coordinator.hpp"
 #include "coro_test.hpp"
+#include "libcore/primitives/coordinator.hpp"
 
 namespace gatherd::core::test {
 
