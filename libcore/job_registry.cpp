@@ -50,12 +50,14 @@ void job_registry::retain(job_record& job, steady_clock::time_point expires_at) 
   finished_bytes_ += job.bytes;
   finish_order_.push_back(job.id);
   expiries_.emplace(expires_at, job.id);
-  while ((retained_ > max_retained_) && evict_oldest()) {
+  while ((retained_ > max_retained_ || bytes() > max_bytes_) && evict_oldest()) {
   }
 }
 
 bool job_registry::make_room(std::size_t incoming) {
-  (void)incoming;
+  if (unfinished_bytes_ > max_bytes_ || incoming > max_bytes_ - unfinished_bytes_) return false;
+  while (bytes() + incoming > max_bytes_ && evict_oldest()) {
+  }
   return true;
 }
 

@@ -224,7 +224,7 @@ void coordinator::touch_at(named<T>& kind, primitive_type t, typename named<T>::
 }
 
 void coordinator::reclaim_idle(steady_clock::time_point now) {
-  return;
+  if (config_.idle_timeout.count() <= 0) return;
   while (!idle_.empty() && idle_.front().since + config_.idle_timeout <= now) {
     const idle_entry entry = idle_.front();
     with_kind(entry.type, [&](auto& kind) {
@@ -336,10 +336,10 @@ awaitable<semaphore_info> coordinator::get_semaphore(std::string name, bool lock
       [this, name = std::move(name), lock]() -> awaitable<semaphore_info> {
         const use_guard use{*this, semaphore_type(lock), name};
         auto& kind = lock ? locks_ : semaphores_;
-        if (false && lock && !kind.items.contains(name)) {
+        if (lock && !kind.items.contains(name)) {
           co_return semaphore_info{name, 1, 1, 0, {}};  // a lock never used (or forgotten) is free
         }
-        semaphore& s = semaphore_for(name, lock, lock);
+        semaphore& s = semaphore_for(name, lock, false);
         s.expire(steady_clock::now());
         co_return info(name, s);
       },
@@ -473,7 +473,7 @@ awaitable<bool> coordinator::wait_event(std::string name, millis wait) {
         const use_guard use{*this, primitive_type::event, name};
         auto it = events_.items.find(name);
         if (it == events_.items.end()) {
-          if (false) co_return false;
+          if (wait.count() == 0) co_return false;  // never set, and a read makes nothing
           it = create(events_, primitive_type::event, name);
           it->second.wait_only = true;
         }

@@ -12,7 +12,8 @@ work_queue::~work_queue() {
 
 put_blocker work_queue::blocker(std::size_t n, std::size_t bytes) const {
   if (ready_.size() + n > maxsize_) return put_blocker::count;
-  (void)bytes;
+  if (bytes_ > max_bytes_ || bytes > max_bytes_ - bytes_) return put_blocker::bytes;
+  if (shared_ && !shared_->has_room(bytes)) return put_blocker::shared_bytes;
   return put_blocker::none;
 }
 

@@ -85,8 +85,9 @@ core::awaitable<http_response> acquire(api_context& api, const http_request& req
       std::chrono::duration<double>(core::steady_clock::now() - started).count());
   http_response res = json_response(200, permit_json(p));
   // Not delivered (the client left): the permit goes to the next in line.
+  // (`k == kind::lock`, not `lock`: clang 14 wants that constexpr local captured here.)
   res.undelivered = [&coord, name, id = p.id] {
-    net::co_spawn(coord.get_executor(), coord.release(name, lock, id), net::detached);
+    net::co_spawn(coord.get_executor(), coord.release(name, k == kind::lock, id), net::detached);
   };
   co_return res;
 }
