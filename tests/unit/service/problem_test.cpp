@@ -61,6 +61,10 @@ TEST(Problem, EngineErrors) {
                  "idempotency_conflict", "Conflict", "other spec");
   expect_problem(from(engine_error(engine_errc::shutting_down, "bye")), 503, "shutting_down",
                  "Service Unavailable", "bye");
+  expect_problem(from(engine_error(engine_errc::job_too_large, "big")), 413, "job_too_large",
+                 "Content Too Large", "big");
+  expect_problem(from(engine_error(engine_errc::jobs_memory_full, "full")), 429,
+                 "jobs_memory_full", "Too Many Requests", "full");
 }
 
 TEST(Problem, PrimitiveErrors) {
@@ -80,6 +84,12 @@ TEST(Problem, PrimitiveErrors) {
                  "too_many_primitives", "Too Many Requests", "p");
   expect_problem(from(primitive_error(primitive_errc::queue_full, "q")), 429, "queue_full",
                  "Too Many Requests", "q");
+  expect_problem(from(primitive_error(primitive_errc::item_too_large, "i")), 413, "item_too_large",
+                 "Content Too Large", "i");
+  expect_problem(from(primitive_error(primitive_errc::queue_bytes_full, "b")), 429,
+                 "queue_bytes_full", "Too Many Requests", "b");
+  expect_problem(from(primitive_error(primitive_errc::queues_memory_full, "m")), 429,
+                 "queues_memory_full", "Too Many Requests", "m");
   expect_problem(from(primitive_error(primitive_errc::invalid, "permits must be positive")), 400,
                  "invalid_request", "Bad Request", "permits must be positive");
 }
