@@ -7,6 +7,8 @@ BUILD_PACKAGES=(g++ cmake ninja-build ccache pkg-config
   libssl-dev libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev)
 TEST_PACKAGES=(python3 python3-yaml python3-websockets python3-jsonschema prometheus curl)
 BENCH_PACKAGES=(nginx-light wrk)
+# scripts/fuzz.sh: the libFuzzer targets build with clang (preset fuzz).
+FUZZ_PACKAGES=(clang-14 libfuzzer-14-dev)
 # scripts/deploy_check.sh: compose validation always; the containers when podman can run them
 # (service names resolve with netavark + aardvark-dns, or CNI + dnsname: whichever podman uses).
 DEPLOY_PACKAGES=(docker-compose)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs one fuzz target for a bounded time over a copy of its seeds (the repository's corpus is
+# never modified) with its dictionary, and fails on any crash, leak, timeout, out-of-memory or
+# broken invariant. The failing input is kept in $GATHERD_FUZZ_ARTIFACTS (default: artifacts/
+# beside the binary). Used by `ctest --preset fuzz` and scripts/fuzz.sh; docs/fuzzing.md.
+#   tests/fuzz/run_target.sh BINARY SECONDS [more libFuzzer flags]
+set -euo pipefail
+binary="$1"
+seconds="$2"
+shift 2
+name="$(basename "$binary")"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+artifacts="${GATHERD_FUZZ_ARTIFACTS:-$(dirname "$binary")/artifacts}/$name"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/corpus" "$work/artifacts"
+if [ -d "$here/corpus/$name" ]; then cp -r "$here/corpus/$name/." "$work/corpus/"; fi
+
+# Inputs past these lengths add nothing but time; the request path needs room for the server's
+# 8 KiB header limit (431) and a body.
+max_len=4096
+[ "$name" = fuzz_request_path ] && max_len=12288
+flags=(-max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 -max_len="$max_len"
+  -artifact_prefix="$work/artifacts/" -print_final_stats=1)
+if [ -f "$here/dict/$name.dict" ]; then flags+=(-dict="$here/dict/$name.dict"); fi
+
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
+status=0
+"$binary" "${flags[@]}" "$@" "$work/corpus" || status=$?
+if [ "$status" -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
+  mkdir -p "$artifacts"
+  cp -r "$work/artifacts/." "$artifacts/"
+  echo "$name FAILED (exit $status); reproduce with: $binary $artifacts/<file>" >&2
+  ls -l "$artifacts" >&2
+  exit 1
+fi
+echo "$name: $(find "$work/corpus" -type f | wc -l) inputs in the corpus after the run"
