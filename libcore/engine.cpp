@@ -87,7 +87,7 @@ awaitable<job_snapshot> engine::cancel(job_id id, std::string reason) {
 awaitable<void> engine::remove(job_id id) {
   return net::co_spawn(strand_, do_remove(id), net::use_awaitable);
 }
-awaitable<void> engine::shutdown(millis grace) {
+awaitable<shutdown_report> engine::shutdown(millis grace) {
   return net::co_spawn(strand_, do_shutdown(grace), net::use_awaitable);
 }
 
@@ -430,20 +430,33 @@ awaitable<void> engine::do_remove(job_id id) {
   co_return;
 }
 
-awaitable<void> engine::do_shutdown(millis grace) {
-  accepting_ = false;
-  sweep_timer_.cancel();
-  const auto deadline = steady_clock::now() + grace;
+awaitable<void> engine::wait_for_no_unfinished(millis limit) {
+  const auto deadline = steady_clock::now() + limit;
   while (!unfinished_.empty() && steady_clock::now() < deadline) {
     co_await idle_.wait_until(deadline);
   }
+}
+
+awaitable<shutdown_report> engine::do_shutdown(millis grace) {
+  accepting_ = false;
+  sweep_timer_.cancel();
+  co_await wait_for_no_unfinished(grace);
   const std::vector<job_record*> left(unfinished_.begin(), unfinished_.end());
   for (job_record* job : left) request_cancel(*job, "the server shut down");
-  while (!unfinished_.empty()) {
-    co_await idle_.wait_until(steady_clock::now() + std::chrono::seconds(1));
+  co_await wait_for_no_unfinished(config_.shutdown_cleanup_limit);
+
+  shutdown_report report;
+  report.cleanups_cut = unfinished_.size();
+  for (job_record* job : std::vector<job_record*>(unfinished_.begin(), unfinished_.end())) {
+    job->run->cancel.emit(net::cancellation_type::terminal);
   }
-  sleep_timer_.cancel();
-  sleep_timer_for_.reset();
+  co_await wait_for_no_unfinished(std::chrono::seconds(1));
+  report.jobs_left = unfinished_.size();
+  if (report.jobs_left == 0) {
+    sleep_timer_.cancel();
+    sleep_timer_for_.reset();
+  }
+  co_return report;
 }
 
 awaitable<void> engine::sweep() {

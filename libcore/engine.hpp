@@ -35,6 +35,15 @@ struct engine_config {
   millis default_retention{600000};
   std::size_t compute_threads = 2;
   millis sweep_interval{1000};
+  // On shutdown, how long the jobs cancelled after the grace may take to clean up before the
+  // engine stops waiting for them (a sleep's cleanup_ms may ask for a day).
+  millis shutdown_cleanup_limit{5000};
+};
+
+// What shutdown could not end gracefully.
+struct shutdown_report {
+  std::size_t cleanups_cut = 0;  // jobs still cleaning up at the limit: cancelled a second time
+  std::size_t jobs_left = 0;     // jobs that did not end even then (never seen: a kind's bug)
 };
 
 struct submission {
@@ -69,8 +78,11 @@ class engine {
   awaitable<gather_result> gather(std::vector<gather_entry> entries, gather_options options,
                                   gather_progress progress = {});
   // Refuses new jobs, lets unfinished ones run for `grace`, then cancels them and awaits their
-  // cleanup. Returns when no job coroutine is left.
-  awaitable<void> shutdown(millis grace);
+  // cleanup for up to config.shutdown_cleanup_limit. Cleanups still running then are cancelled
+  // in turn (asyncio: a second cancel interrupts a `finally` that awaits) and get one more
+  // second. Returns with every job coroutine ended unless `jobs_left`: then frames that hold
+  // references into the engine remain, and the caller must end the process without unwinding.
+  awaitable<shutdown_report> shutdown(millis grace);
 
   // Read without a hop, for gauges.
   std::size_t queued() const { return queued_.load(std::memory_order_relaxed); }
@@ -87,7 +99,8 @@ class engine {
   awaitable<job_page> do_list(job_query query);
   awaitable<job_snapshot> do_cancel(job_id id, std::string reason);
   awaitable<void> do_remove(job_id id);
-  awaitable<void> do_shutdown(millis grace);
+  awaitable<shutdown_report> do_shutdown(millis grace);
+  awaitable<void> wait_for_no_unfinished(millis limit);
   awaitable<gather_result> do_gather(std::vector<gather_entry> entries, gather_options options,
                                      gather_progress progress);
   awaitable<void> sweep();

@@ -6,7 +6,9 @@
 source "$(dirname "$0")/lib.sh"
 ensure_packages "${BUILD_PACKAGES[@]}" "${FUZZ_PACKAGES[@]}"
 seconds="${1:-15}"
-cmake --preset fuzz -S "$ROOT" -DGATHERD_FUZZ_SECONDS="$seconds" >/dev/null
-cmake --build "$ROOT/build/fuzz" -j "$(nproc)" --target fuzzers
-ctest --preset fuzz --test-dir "$ROOT/build/fuzz" -j "$(nproc)"
-echo "=== every fuzz target ran ${seconds} s without a crash"
+build_preset fuzz
+log="$ROOT/build/fuzz/fuzz-${seconds}s.log"
+GATHERD_FUZZ_SECONDS="$seconds" ctest --preset fuzz --test-dir "$ROOT/build/fuzz" -j "$(nproc)" \
+  --timeout $((seconds + 300)) --output-log "$log"
+grep -h '^fuzz-summary:' "$log" | sed 's/^fuzz-summary: /  /'
+echo "=== every fuzz target ran ${seconds} s without a crash ($(date -u +%FT%TZ); log: $log)"

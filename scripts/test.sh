@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The second command of the README (and all that CI runs): install what is missing, then build
-# and run every test (unit, integration, end-to-end) in the release and the ASan+UBSan builds,
-# then the deployment (scripts/deploy_check.sh: compose, promtool, the Grafana panels against a
-# real Prometheus, and the image and stack with podman where podman can run).
+# and run every test: unit, integration and end-to-end in the release and the ASan+UBSan builds,
+# the unit and integration tests under ThreadSanitizer, each libFuzzer target for a bounded time
+# over its seeds (clang, preset fuzz), then the deployment (scripts/deploy_check.sh: compose,
+# promtool, the Grafana panels against a real Prometheus, and the image and stack with podman
+# where podman can run). docs/development.md has what each preset runs and costs.
 #   scripts/test.sh [PRESET...]   only those presets, without the deployment check
 source "$(dirname "$0")/lib.sh"
-ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
-# tsan and fuzz join the default list once they pass here (issue 14, in progress):
-#   scripts/test.sh tsan     scripts/fuzz.sh
-presets=("${@:-release asan}")
+ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}" "${FUZZ_PACKAGES[@]}"
+presets=("${@:-release asan tsan fuzz}")
 for preset in ${presets[@]}; do
   echo "=== $preset: build"
   build_preset "$preset"

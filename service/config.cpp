@@ -127,7 +127,7 @@ command parse_command_line(int argc, const char* const argv[]) {
   std::int64_t header_timeout = 0, body_timeout = 0, retention = 0, max_retention = 0, grace = 0,
                drain = 0, ws_idle = 0, ws_close = 0, retry_after_max = 0,
                admin_port = -1, fetch_idle = 0, fetch_connect = 0, fetch_timeout = 0,
-               primitive_idle = 0;
+               primitive_idle = 0, cleanup = 0;
   std::string tokens_csv, host_rate, allow_hosts_csv;
   std::vector<std::string> host_rates;
 
@@ -186,6 +186,7 @@ command parse_command_line(int argc, const char* const argv[]) {
     ("fetch-max-redirects", po::value(&c.fetch_max_redirects)->default_value(c.fetch_max_redirects), "the largest max_redirects a request may ask for")
     ("fetch-ca-file", po::value(&c.fetch_ca_file), "PEM file of the CAs fetch trusts instead of the system's")
     ("shutdown-grace-ms", po::value(&grace)->default_value(c.shutdown_grace.count()), "on SIGTERM, running jobs get this long before they are cancelled")
+    ("shutdown-cleanup-ms", po::value(&cleanup)->default_value(c.shutdown_cleanup.count()), "then the jobs cancelled at shutdown get this long to clean up before the process exits")
     ("drain-ms", po::value(&drain)->default_value(c.drain.count()), "on SIGTERM, keep accepting this long (readiness already 503)")
     ("api-token", po::value(&c.api_tokens)->composing(), "bearer token required on /v1/* (repeatable)")
     ("api-tokens", po::value(&tokens_csv), "comma-separated tokens (GATHERD_API_TOKENS)")
@@ -227,6 +228,7 @@ command parse_command_line(int argc, const char* const argv[]) {
     c.default_retention = non_negative(retention, "--default-retention-ms");
     c.max_retention = non_negative(max_retention, "--max-retention-ms");
     c.shutdown_grace = non_negative(grace, "--shutdown-grace-ms");
+    c.shutdown_cleanup = non_negative(cleanup, "--shutdown-cleanup-ms");
     c.drain = non_negative(drain, "--drain-ms");
     c.ws_idle_timeout = non_negative(ws_idle, "--ws-idle-timeout-ms");
     c.ws_close_timeout = non_negative(ws_close, "--ws-close-timeout-ms");

@@ -88,6 +88,7 @@ struct config {
       defaults::limits.fetch.max_redirects;  // the largest max_redirects a request may ask
   std::string fetch_ca_file;                 // empty: the system's CAs
   millis shutdown_grace{10000};
+  millis shutdown_cleanup{5000};  // then the cleanups of the jobs cancelled at shutdown
   millis drain{0};
   std::vector<std::string> api_tokens;
   std::string log_level = "info";

@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <thread>
@@ -43,7 +44,8 @@ net::awaitable<void> pause(std::chrono::milliseconds d) {
 
 net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& c, api_context& api,
                                         server& srv, server* admin, core::engine& engine,
-                                        core::coordinator& primitives, io_pool& io) {
+                                        core::coordinator& primitives, io_pool& io,
+                                        core::shutdown_report& report) {
   auto [ec, signal] = co_await signals.async_wait(net::as_tuple(net::use_awaitable));
   const auto began = std::chrono::steady_clock::now();
   log::info("shutdown.begin")
@@ -55,7 +57,8 @@ net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& 
   srv.stop_accepting();
   srv.drain();
   // The admin listener keeps answering probes (readyz 503) and scrapes until the very end.
-  co_await engine.shutdown(c.shutdown_grace);  // jobs finish or are cancelled, cleanup awaited
+  // Jobs finish or are cancelled; their cleanup is awaited up to --shutdown-cleanup-ms.
+  report = co_await engine.shutdown(c.shutdown_grace);
   co_await primitives.shutdown();              // waiters answer, the lease sweeper ends
   // Requests in flight (long-polls included) end now that every job is final; bound the wait.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -73,7 +76,9 @@ net::awaitable<void> shutdown_on_signal(net::signal_set& signals, const config& 
   log::info("shutdown.done")
       .add("duration_ms",
            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began)
-               .count());
+               .count())
+      .add("cleanups_cut", report.cleanups_cut)
+      .add("jobs_left", report.jobs_left);
   io.stop();
 }
 
@@ -97,6 +102,7 @@ core::engine_config engine_config(const config& c) {
   e.max_job_bytes = c.jobs_max_bytes;
   e.default_retention = c.default_retention;
   e.compute_threads = c.compute_threads;
+  e.shutdown_cleanup_limit = c.shutdown_cleanup;
   return e;
 }
 
@@ -191,9 +197,10 @@ int main(int argc, char* argv[]) {
       return 1;
     }
     net::signal_set signals(io.main(), SIGINT, SIGTERM);
+    core::shutdown_report shutdown;
     net::co_spawn(io.main(),
                   shutdown_on_signal(signals, c, api, srv, admin ? &*admin : nullptr, engine,
-                                     primitives, io),
+                                     primitives, io, shutdown),
                   net::detached);
     engine.start();
     primitives.start();
@@ -209,6 +216,12 @@ int main(int argc, char* argv[]) {
         .add("allow_private_fetch", c.allow_private_fetch);
 
     io.run();
+    if (shutdown.jobs_left > 0) {
+      // Their coroutine frames reference the engine: destroying the io_contexts after it would
+      // touch freed memory. Everything worth keeping (the logs) is flushed; end here.
+      log::shutdown();
+      std::_Exit(0);
+    }
   }
   log::shutdown();
   return 0;

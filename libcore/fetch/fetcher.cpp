@@ -47,15 +47,18 @@ std::optional<millis> retry_after(const header_list& headers) {
     std::int64_t delay = 0;
     const char* end = value.data() + value.size();
     auto [ptr, ec] = std::from_chars(value.data(), end, delay);
-    if (ec == std::errc{} && ptr == end && delay >= 0) {
+    const bool digits = !value.empty() && value[0] >= '0' && value[0] <= '9';  // delta-seconds
+    if (digits && ptr == end && (ec == std::errc{} || ec == std::errc::result_out_of_range)) {
+      if (ec != std::errc{}) delay = 86400;  // digits past 2^63: a day, as any long wait
       return millis{std::min<std::int64_t>(delay, 86400) * 1000};
     }
     std::tm tm{};  // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
     if (const char* rest = strptime(value.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        rest && *rest == '\0') {
-      const auto at = wall_clock::from_time_t(timegm(&tm));
-      const auto wait = std::chrono::duration_cast<millis>(at - wall_clock::now());
-      return std::clamp(wait, millis{0}, millis{86'400'000});
+        rest == end) {  // the whole value: not a date followed by a NUL and more
+      // In whole seconds: a date in year 9999 is past what nanoseconds since 1970 can hold.
+      const std::int64_t wait_s = static_cast<std::int64_t>(timegm(&tm)) -
+                                  static_cast<std::int64_t>(wall_clock::to_time_t(wall_clock::now()));
+      return millis{std::clamp<std::int64_t>(wait_s, 0, 86400) * 1000};
     }
     return std::nullopt;
   }

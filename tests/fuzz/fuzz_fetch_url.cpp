@@ -50,9 +50,11 @@ void check_url(const fetch::fetch_url& u, std::string_view input) {
   // decoded name such as "1.0.1.1x.example" is an IPv4 address and a path to Boost.URL 1.81,
   // which the parser then refuses. Nothing reads it back, so that is harmless.)
   const auto again = fetch::try_parse_fetch_url(u.origin + u.path);
-  require(!again || again->host == u.host && again->port == u.port && again->tls == u.tls &&
-                        again->path == u.path && again->host_header == u.host_header,
-          "the validated form means another request", where + "\n" + u.origin + u.path);
+  if (again) {
+    require(again->host == u.host && again->port == u.port && again->tls == u.tls &&
+                again->path == u.path && again->host_header == u.host_header,
+            "the validated form means another request", where + "\n" + u.origin + u.path);
+  }
 
   const auto key = fetch::origin_of(u.url);
   require(key && key->host == u.host && key->host_port == u.host_port,

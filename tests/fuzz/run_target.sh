@@ -4,9 +4,10 @@
 # broken invariant. The failing input is kept in $GATHERD_FUZZ_ARTIFACTS (default: artifacts/
 # beside the binary). Used by `ctest --preset fuzz` and scripts/fuzz.sh; docs/fuzzing.md.
 #   tests/fuzz/run_target.sh BINARY SECONDS [more libFuzzer flags]
+# GATHERD_FUZZ_SECONDS, when set, replaces SECONDS (scripts/fuzz.sh runs ctest's tests longer).
 set -euo pipefail
 binary="$1"
-seconds="$2"
+seconds="${GATHERD_FUZZ_SECONDS:-$2}"
 shift 2
 name="$(basename "$binary")"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,12 +28,16 @@ if [ -f "$here/dict/$name.dict" ]; then flags+=(-dict="$here/dict/$name.dict"); 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
 status=0
-"$binary" "${flags[@]}" "$@" "$work/corpus" || status=$?
+"$binary" "${flags[@]}" "$@" "$work/corpus" >"$work/log" 2>&1 || status=$?
 if [ "$status" -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
+  cat "$work/log" >&2
   mkdir -p "$artifacts"
   cp -r "$work/artifacts/." "$artifacts/"
   echo "$name FAILED (exit $status); reproduce with: $binary $artifacts/<file>" >&2
   ls -l "$artifacts" >&2
   exit 1
 fi
-echo "$name: $(find "$work/corpus" -type f | wc -l) inputs in the corpus after the run"
+# One line per run (scripts/fuzz.sh collects them): libFuzzer's final stats and the corpus.
+runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log")"
+echo "fuzz-summary: $name ran ${runs:-?} inputs in ${seconds} s, 0 crashes;" \
+  "$(find "$work/corpus" -type f | wc -l) inputs in the corpus after the run"

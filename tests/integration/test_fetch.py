@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from harness import GatherdTestCase, metric_value, metric_sum
+from harness import GatherdTestCase, metric_value, metric_sum, scaled
 from upstream import TestCA, Upstream
 
 RESULT_FIELDS = {"url", "status", "headers", "body", "body_bytes", "truncated", "attempts",
@@ -96,8 +96,11 @@ class Batches(FetchTestCase):
         # 99 intervals of 20 ms after the first request
         self.assertGreater(elapsed, 1.9)
         self.assertLess(elapsed, 2.8)
-        # GCRA's bound: at most burst + rate * window starts in any window (50 + 1 here).
-        self.assertLessEqual(max_in_window(self.up.hit_times("/echo")), 51)
+        # GCRA's bound: at most burst + rate * window starts in any window (50 + 1 here). The
+        # upstream sees arrivals, each a little after its start: a late one followed by prompt
+        # ones squeezes the gaps, so the window vouched for is shorter by that jitter.
+        window = 1.0 - scaled(0.02)
+        self.assertLessEqual(max_in_window(self.up.hit_times("/echo"), window), 51)
         self.assertGreater(doc["summary"]["throttled_ms"], 0)
 
     def test_rate_per_batch_shares_one_limiter_across_hosts(self):

@@ -186,6 +186,20 @@ class WebSocketHandshake(HardeningCase):
         self.assertEqual(code, 0)
         self.assertLess(took, 2.0, f"shutdown took {took:.1f} s with a mute WebSocket peer")
 
+    def test_a_cleanup_of_a_day_does_not_hold_the_shutdown(self):
+        srv = self.start("--shutdown-grace-ms", "100", "--shutdown-cleanup-ms", "300",
+                         check_exit=False)
+        job = srv.submit({"kind": "sleep",
+                          "params": {"duration_ms": 60000, "cleanup_ms": 86400000}})
+        srv.wait_job(job["id"], "running")
+        began = time.monotonic()
+        code = srv.stop(timeout=10)
+        took = time.monotonic() - began
+        self.assertEqual(code, 0)
+        self.assertLess(took, 3.0, f"shutdown took {took:.1f} s with a cleanup of a day")
+        done = srv.wait_for_log(msg="shutdown.done")
+        self.assertEqual((done["cleanups_cut"], done["jobs_left"]), (1, 0))
+
 
 # ============================================================== admin listener, per-client cap
 class Listeners(HardeningCase):

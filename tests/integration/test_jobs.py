@@ -6,7 +6,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import GatherdTestCase, metric_value
+from harness import GatherdTestCase, metric_value, scaled
 
 
 def sleep_spec(ms, **params):
@@ -177,7 +177,8 @@ class SubmitAndKinds(GatherdTestCase):
         self.assertLess(time.monotonic() - t0, 1.0)
 
     def test_cancel_reason_becomes_error_message(self):
-        job = self.srv.submit(sleep_spec(10000, cleanup_ms=200))
+        # The cleanup keeps the job unfinished for the second cancel (longer when slow: TSan).
+        job = self.srv.submit(sleep_spec(10000, cleanup_ms=round(scaled(0.2) * 1000)))
         self.srv.wait_job(job["id"], "running")
         status, _, _ = self.srv.json("POST", f"/v1/jobs/{job['id']}/cancel",
                                      {"reason": "no longer needed"})
@@ -188,7 +189,8 @@ class SubmitAndKinds(GatherdTestCase):
         self.assertEqual(done["error"], {"type": "cancelled", "message": "no longer needed"})
 
     def test_cancel_repeated_is_202(self):
-        job = self.srv.submit(sleep_spec(10000, cleanup_ms=300))
+        # The cleanup keeps the job unfinished for the repeats (longer when slow: TSan).
+        job = self.srv.submit(sleep_spec(10000, cleanup_ms=round(scaled(0.3) * 1000)))
         self.srv.wait_job(job["id"], "running")
         for _ in range(3):
             status, _, body = self.srv.json("POST", f"/v1/jobs/{job['id']}/cancel")
@@ -398,14 +400,16 @@ class Admission(GatherdTestCase):
         srv = self.start("--max-running", "2")
         ids = [srv.submit(sleep_spec(150))["id"] for _ in range(6)]
         max_seen = 0
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + scaled(5)
         while time.monotonic() < deadline:
             running = srv.json("GET", "/v1/jobs?state=running")[2]["jobs"]  # one snapshot
             max_seen = max(max_seen, len(running))
             if not running and not srv.json("GET", "/v1/jobs?state=queued")[2]["jobs"]:
                 break
             time.sleep(0.01)
-        jobs = [srv.get_job(i) for i in ids]
+        # The two listings are not one snapshot: both can be empty while a slot passes from a
+        # finished job to a queued one, so wait for each job to be final.
+        jobs = [srv.wait_job(i) for i in ids]
         self.assertTrue(all(j["state"] == "succeeded" for j in jobs), jobs)
         self.assertLessEqual(max_seen, 2)
         self.assertGreaterEqual(max_seen, 1)

@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - reported by the skip below
     ConnectionClosed = InvalidStatusCode = Exception
 
 from harness import (OPENAPI_PATH, TERMINAL_STATES, GatherdTestCase, metric_value, raw_connect,
-                     read_until_closed)
+                     read_until_closed, scaled)
 
 # Generous: the machine is shared and has two cores.
 MSG_TIMEOUT_S = 5.0          # an expected message arrives within this
@@ -497,9 +497,10 @@ class Cancel(WsTestCase):
     def test_cancel_matches_rest_in_every_situation(self):
         srv = self.start()
         # A long cleanup keeps both jobs `running` (cancel requested) while the test compares
-        # the repeated cancels, even on a loaded machine.
-        a = srv.submit(sleep_spec(10000, cleanup_ms=1500))
-        b = srv.submit(sleep_spec(10000, cleanup_ms=1500))
+        # the repeated cancels, even on a loaded machine (and longer in a slow build: TSan).
+        cleanup_ms = round(scaled(1.5) * 1000)
+        a = srv.submit(sleep_spec(10000, cleanup_ms=cleanup_ms))
+        b = srv.submit(sleep_spec(10000, cleanup_ms=cleanup_ms))
         srv.wait_job(a["id"], "running")
         srv.wait_job(b["id"], "running")
 

@@ -187,8 +187,10 @@ TEST_F(engine_test, RemoveQueuedAndFinishedJobs) {
 
 TEST_F(engine_test, ShutdownGraceLetsShortJobsFinish) {
   run([&]() -> awaitable<void> {
-    auto id = (co_await eng().submit(sleep_spec(50ms))).job.id;
+    // t0 before the submission: the job's 50 ms count from its admission, and a slow hop onto
+    // the strand (TSan, a loaded machine) must not eat into the time shutdown has to wait.
     const auto t0 = steady_clock::now();
+    auto id = (co_await eng().submit(sleep_spec(50ms))).job.id;
     co_await eng().shutdown(100ms);
     EXPECT_GE(ms_since(t0), 40.0);
     auto s = co_await eng().get(id);
@@ -222,6 +224,22 @@ TEST_F(engine_test, ShutdownAwaitsTheCleanupOfCancelledJobs) {
     const auto t0 = steady_clock::now();
     co_await eng().shutdown(50ms);
     EXPECT_GE(ms_since(t0), 120.0);  // grace + cleanup
+    EXPECT_EQ((co_await eng().get(id)).state, job_state::cancelled);
+  });
+}
+
+TEST_F(engine_test, ShutdownCutsACleanupThatOutlastsTheLimit) {
+  config.shutdown_cleanup_limit = 100ms;
+  run([&]() -> awaitable<void> {
+    auto spec = sleep_spec(5000ms);
+    sleep_of(spec).cleanup = 86'400'000ms;  // a day: the most a sleep may ask for
+    auto id = (co_await eng().submit(spec)).job.id;
+    const auto t0 = steady_clock::now();
+    const shutdown_report report = co_await eng().shutdown(0ms);
+    EXPECT_GE(ms_since(t0), 90.0);                  // the limit was given
+    EXPECT_LE(ms_since(t0), 1000.0 * time_scale());  // and no more
+    EXPECT_EQ(report.cleanups_cut, 1u);
+    EXPECT_EQ(report.jobs_left, 0u);  // the second cancel ended the cleanup's wait
     EXPECT_EQ((co_await eng().get(id)).state, job_state::cancelled);
   });
 }

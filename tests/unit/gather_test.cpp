@@ -91,8 +91,9 @@ TEST_F(GatherTest, AllCompletedKeepsInputOrderUnderOutOfOrderCompletion) {
 
 TEST_F(GatherTest, AllCompletedMixesExistingIdsAndInlineSpecs) {
   run([&]() -> awaitable<void> {
-    auto existing = (co_await eng().submit(tagged_spec(80ms, 7))).job.id;
-    auto es = entries(tagged_spec(30ms, 0), existing, tagged_spec(120ms, 2));
+    // Scaled: the order needs the gather admitted within 50 ms of `existing` (slower in TSan).
+    auto existing = (co_await eng().submit(tagged_spec(scaled(80ms), 7))).job.id;
+    auto es = entries(tagged_spec(scaled(30ms), 0), existing, tagged_spec(scaled(120ms), 2));
     auto r = co_await eng().gather(std::move(es), options());
     require(r.jobs.size() == 3, "three jobs reported");
     EXPECT_EQ(r.jobs[1].id, existing);
@@ -468,8 +469,9 @@ TEST_F(GatherTest, TimeoutDoesNotFireWhenEverythingFinishesFirst) {
 
 TEST_F(GatherTest, ARepeatedIdIsReportedAtBothIndices) {
   run([&]() -> awaitable<void> {
-    auto a = (co_await eng().submit(failing_spec(80ms, "dup"))).job.id;
-    auto es = entries(a, sleep_spec(30ms), a);
+    // Scaled: the order needs the gather admitted within 50 ms of `a` (slower in TSan).
+    auto a = (co_await eng().submit(failing_spec(scaled(80ms), "dup"))).job.id;
+    auto es = entries(a, sleep_spec(scaled(30ms)), a);
     auto r = co_await eng().gather(std::move(es), options());
     require(r.jobs.size() == 3, "three entries reported");
     EXPECT_EQ(r.jobs[0].id, a);
@@ -499,9 +501,15 @@ TEST_F(GatherTest, ARepeatedIdEndsAFirstCompletedWaitAtBothIndices) {
 
 TEST_F(GatherTest, AlreadyFinishedJobsReturnAtOnceInTheOrderTheyFinished) {
   run([&]() -> awaitable<void> {
-    auto c = (co_await eng().submit(sleep_spec(90ms))).job.id;
-    auto a = (co_await eng().submit(failing_spec(20ms, "a"))).job.id;
-    auto b = (co_await eng().submit(sleep_spec(50ms))).job.id;
+    // One batch, admitted at one instant: they finish in the order of their durations however
+    // slow each hop onto the strand is (TSan, a loaded machine).
+    std::vector<job_spec> specs;
+    specs.push_back(sleep_spec(90ms));
+    specs.push_back(failing_spec(20ms, "a"));
+    specs.push_back(sleep_spec(50ms));
+    auto subs = co_await eng().submit_batch(specs);
+    require(subs.size() == 3, "3 submissions");
+    auto c = subs[0].job.id, a = subs[1].job.id, b = subs[2].job.id;
     EXPECT_EQ((co_await eng().get(c, 5000ms)).state, job_state::succeeded);
     EXPECT_EQ((co_await eng().get(a)).state, job_state::failed);
     EXPECT_EQ((co_await eng().get(b)).state, job_state::succeeded);
@@ -509,27 +517,32 @@ TEST_F(GatherTest, AlreadyFinishedJobsReturnAtOnceInTheOrderTheyFinished) {
     auto es = entries(b, c, a);
     const auto t0 = steady_clock::now();
     auto r = co_await eng().gather(std::move(es), options());
-    EXPECT_LT(ms_since(t0), 50.0);
+    EXPECT_LT(ms_since(t0), 50.0 * time_scale());
     EXPECT_EQ(r.outcome, gather_outcome::completed);
     EXPECT_EQ(r.done, (idx{2, 0, 1}));  // a, b, c: by finish time
     EXPECT_TRUE(r.pending.empty());
     require(r.first_error.has_value(), "first_error set");
     EXPECT_EQ(r.first_error->index, 2u);
     EXPECT_EQ(r.first_error->id, a);
-    EXPECT_LT(r.elapsed.count(), 50);
+    EXPECT_LT(r.elapsed.count(), 50.0 * time_scale());
   });
 }
 
 TEST_F(GatherTest, AlreadyFinishedJobsComeFirstInDoneAndEndAFirstCompletedWaitAtOnce) {
   run([&]() -> awaitable<void> {
-    auto late = (co_await eng().submit(sleep_spec(50ms))).job.id;
-    auto early = (co_await eng().submit(sleep_spec(10ms))).job.id;
+    // One batch, admitted at one instant: `early` finishes first however slow a hop is (TSan).
+    std::vector<job_spec> specs;
+    specs.push_back(sleep_spec(50ms));
+    specs.push_back(sleep_spec(10ms));
+    auto subs = co_await eng().submit_batch(specs);
+    require(subs.size() == 2, "2 submissions");
+    auto late = subs[0].job.id, early = subs[1].job.id;
     EXPECT_EQ((co_await eng().get(late, 5000ms)).state, job_state::succeeded);
 
     auto es1 = entries(sleep_spec(2000ms), late, early);
     const auto t0 = steady_clock::now();
     auto r1 = co_await eng().gather(std::move(es1), options(return_when::first_completed));
-    EXPECT_LT(ms_since(t0), 50.0);
+    EXPECT_LT(ms_since(t0), 50.0 * time_scale());
     EXPECT_EQ(r1.done, (idx{2, 1}));
     EXPECT_EQ(r1.pending, (idx{0}));
 
@@ -542,7 +555,8 @@ TEST_F(GatherTest, AlreadyFinishedJobsComeFirstInDoneAndEndAFirstCompletedWaitAt
 
 TEST_F(GatherTest, AnUnknownIdIsRefusedBeforeAnythingIsSubmitted) {
   run([&]() -> awaitable<void> {
-    auto known = (co_await eng().submit(sleep_spec(30ms))).job.id;
+    // Scaled: `known` must outlast the refused gather and the listing (slower in TSan).
+    auto known = (co_await eng().submit(sleep_spec(scaled(30ms)))).job.id;
     auto es = entries(sleep_spec(10ms), known, job_id::random(), sleep_spec(10ms));
     EXPECT_EQ(co_await error_of(eng().gather(std::move(es), options())), engine_errc::not_found);
     auto page = co_await eng().list(query());

@@ -121,8 +121,8 @@ TEST_F(PrimitivesTest, AcquireTimesOutAndLeavesNoWaiter) {
 TEST_F(PrimitivesTest, AnExpiredLeaseFreesItsPermitForTheNextWaiter) {
   run([&]() -> awaitable<void> {
     co_await coord().put_semaphore("s", 1);
+    const auto t0 = steady_clock::now();  // before: the return hop may be slow (TSan)
     auto crashed = co_await coord().acquire("s", false, holder("a", 60ms), 0ms);
-    const auto t0 = steady_clock::now();
     auto next = co_await coord().acquire("s", false, holder("b"), 2000ms);
     EXPECT_GE(ms_since(t0), 40.0);
     EXPECT_LT(ms_since(t0), 1000.0);
@@ -135,10 +135,11 @@ TEST_F(PrimitivesTest, AnExpiredLeaseFreesItsPermitForTheNextWaiter) {
 TEST_F(PrimitivesTest, KeepaliveExtendsALease) {
   run([&]() -> awaitable<void> {
     co_await coord().put_semaphore("s", 1);
-    auto p = co_await coord().acquire("s", false, holder("a", 80ms), 0ms);
+    // Margins of 100 ms and more: a hop onto the strand can take tens of ms under TSan.
+    auto p = co_await coord().acquire("s", false, holder("a", 150ms), 0ms);
     co_await sleep_for(50ms);
-    co_await coord().keepalive("s", false, p.id, 300ms);
-    co_await sleep_for(60ms);  // past the first deadline
+    co_await coord().keepalive("s", false, p.id, 600ms);
+    co_await sleep_for(150ms);  // past the first deadline
     EXPECT_EQ((co_await coord().get_semaphore("s", false)).available, 0u);
     co_await coord().release("s", false, p.id);  // still held
     EXPECT_EQ(co_await error_of(coord().keepalive("s", false, p.id, 100ms)),

@@ -153,7 +153,8 @@ TEST_F(engine_test, UnfinishedJobsDoNotExpire) {
   config.sweep_interval = 10ms;
   run([&]() -> awaitable<void> {
     eng().start();
-    auto id = (co_await eng().submit(sleep_spec(150ms))).job.id;
+    // Scaled: still running after the 80 ms and the hops around them (slower in TSan).
+    auto id = (co_await eng().submit(sleep_spec(scaled(150ms)))).job.id;
     co_await sleep_for(80ms);
     EXPECT_EQ((co_await eng().get(id)).state, job_state::running);
     EXPECT_EQ((co_await eng().get(id, 5000ms)).state, job_state::succeeded);
@@ -366,8 +367,10 @@ TEST_F(engine_test, ListPagesWithLimitAndCursor) {
 
 TEST_F(engine_test, GetWithWaitReturnsAsSoonAsTheJobFinishes) {
   run([&]() -> awaitable<void> {
-    auto id = (co_await eng().submit(sleep_spec(50ms))).job.id;
+    // t0 before the submission: a slow hop onto the strand (TSan, a loaded machine) must not
+    // eat into the 50 ms the wait has to last.
     const auto t0 = steady_clock::now();
+    auto id = (co_await eng().submit(sleep_spec(50ms))).job.id;
     auto s = co_await eng().get(id, 3000ms);
     const double elapsed = ms_since(t0);
     EXPECT_EQ(s.state, job_state::succeeded);
@@ -388,7 +391,7 @@ TEST_F(engine_test, GetWithWaitReturnsTheUnfinishedJobAtTheWait) {
 
     const auto t1 = steady_clock::now();
     EXPECT_EQ((co_await eng().get(id)).state, job_state::running);  // no wait: at once
-    EXPECT_LE(ms_since(t1), 50.0);
+    EXPECT_LE(ms_since(t1), 50.0 * time_scale());
   });
 }
 

@@ -1,5 +1,7 @@
 #include "libcore/retry_policy.hpp"
 
+#include "libcore/fetch/fetcher.hpp"
+
 #include <gtest/gtest.h>
 
 namespace gatherd::core {
@@ -69,6 +71,25 @@ TEST(RetryPolicy, FullJitterSpreadsOverTheWholeRange) {
   EXPECT_LE(lo, 5);   // reaches near 0 ...
   EXPECT_GE(hi, 95);  // ... and near the ceiling
   EXPECT_LE(hi, 100);
+}
+
+
+// An upstream's Retry-After, as the fetcher's backoff reads it: delta-seconds or an HTTP-date,
+// within a day.
+TEST(RetryAfter, SecondsAndDatesWithinADay) {
+  using fetch::retry_after;
+  EXPECT_EQ(retry_after({{"Retry-After", "7"}}), millis{7000});
+  EXPECT_EQ(retry_after({{"retry-after", "99999999999"}}), millis{86'400'000});
+  EXPECT_EQ(retry_after({{"Retry-After", "99999999999999999999999"}}), millis{86'400'000});
+  EXPECT_EQ(retry_after({{"Retry-After", std::string("Sun, 06 Nov 1994 08:49:37 GMT\0x", 31)}}),
+            std::nullopt);
+  EXPECT_EQ(retry_after({{"Retry-After", "Sun, 06 Nov 1994 08:49:37 GMT"}}), millis{0});
+  // Found by fuzz_retry_after: the year 9999 overflowed the clock's nanoseconds (UB).
+  EXPECT_EQ(retry_after({{"Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT"}}), millis{86'400'000});
+  EXPECT_EQ(retry_after({{"Retry-After", "soon"}}), std::nullopt);
+  EXPECT_EQ(retry_after({{"Retry-After", "-5"}}), std::nullopt);
+  EXPECT_EQ(retry_after({{"Retry-After", "-99999999999999999999999"}}), std::nullopt);
+  EXPECT_EQ(retry_after({{"Content-Type", "text/plain"}}), std::nullopt);
 }
 
 }  // namespace

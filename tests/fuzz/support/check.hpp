@@ -2,6 +2,7 @@
 // reports that as a crash and saves the input, like a sanitizer finding.
 #pragma once
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>

@@ -1,11 +1,13 @@
-// Helpers every coroutine test shares: elapsed time, a pause, and the error code an operation
-// fails with.
+// Helpers every coroutine test shares: elapsed time, a pause, the error code an operation
+// fails with, and the time scale of slow builds.
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
 #include <optional>
 #include <utility>
 
@@ -16,6 +18,21 @@ namespace gatherd::core::test {
 
 inline double ms_since(steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(steady_clock::now() - t0).count();
+}
+
+// GATHERD_TEST_TIME_SCALE (the tsan test preset sets it; 1 otherwise): how many times longer
+// than usual a hop onto a strand or a step of work may take. For the durations whose gaps a
+// test relies on and for latency bounds; never for assertions on order, states or counts.
+inline double time_scale() {
+  static const double scale = [] {
+    const char* text = std::getenv("GATHERD_TEST_TIME_SCALE");
+    const double s = text ? std::atof(text) : 1.0;
+    return s > 1.0 ? s : 1.0;
+  }();
+  return scale;
+}
+inline millis scaled(millis d) {
+  return millis{std::llround(static_cast<double>(d.count()) * time_scale())};
 }
 
 // Throws operation_aborted if the caller is cancelled meanwhile.
