@@ -4,8 +4,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 BUILD_PACKAGES=(g++ cmake ninja-build ccache pkg-config
   libboost1.81-all-dev libboost-url1.81-dev nlohmann-json3-dev libspdlog-dev prometheus-cpp-dev
-  libssl-dev libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev)
-TEST_PACKAGES=(python3 python3-yaml python3-websockets python3-jsonschema prometheus curl)
+  libssl-dev libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev libhiredis-dev)
+TEST_PACKAGES=(python3 python3-yaml python3-websockets python3-jsonschema prometheus curl
+  redis-server redis-tools)
 BENCH_PACKAGES=(nginx-light wrk)
 # scripts/fuzz.sh: the libFuzzer targets build with clang (preset fuzz).
 FUZZ_PACKAGES=(clang-14 libfuzzer-14-dev)

@@ -37,7 +37,9 @@ if [ "$status" -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
   ls -l "$artifacts" >&2
   exit 1
 fi
-# One line per run (scripts/fuzz.sh collects them): libFuzzer's final stats and the corpus.
+# One line per run, from libFuzzer's final stats; also appended to $GATHERD_FUZZ_SUMMARY when
+# set (scripts/fuzz.sh collects them there: ctest keeps no output of a test that passed).
 runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log")"
-echo "fuzz-summary: $name ran ${runs:-?} inputs in ${seconds} s, 0 crashes;" \
-  "$(find "$work/corpus" -type f | wc -l) inputs in the corpus after the run"
+line="$name: ${runs:-?} inputs run in ${seconds} s, no crash; $(find "$work/corpus" -type f | wc -l) in the corpus after"
+echo "$line"
+if [ -n "${GATHERD_FUZZ_SUMMARY:-}" ]; then echo "$line" >>"$GATHERD_FUZZ_SUMMARY"; fi
