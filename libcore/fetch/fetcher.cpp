@@ -6,6 +6,7 @@
 #include <charconv>
 #include <ctime>
 
+#include "libcore/backend_error.hpp"
 #include "libcore/fetch/url.hpp"
 
 namespace gatherd::core::fetch {
@@ -71,7 +72,7 @@ std::optional<origin_key> origin_of(std::string_view url) {
   return origin_key{std::move(parsed->host), std::move(parsed->host_port)};
 }
 
-fetcher::fetcher(http_client& client, throttle& hosts, fetch_settings settings,
+fetcher::fetcher(http_client& client, rate_limiter& hosts, fetch_settings settings,
                  std::vector<executor> io, fetch_observer* observer)
     : client_(client),
       hosts_(hosts),
@@ -105,7 +106,13 @@ awaitable<attempt_outcome> fetcher::attempt(http_request request, const batch_li
       out.throttled += co_await batch->limiter->acquire(std::move(key), batch->limit);
     }
     if (auto limit = host_limit(origin->host, origin->host_port)) {
-      out.throttled += co_await hosts_.acquire(origin->host_port, *limit);
+      try {
+        out.throttled += co_await hosts_.acquire(origin->host_port, *limit);
+      } catch (const backend_unavailable& e) {  // the shared limit is unknown: nothing is sent
+        observer_->attempt_done("backend_unavailable", 0.0);
+        out.error = job_error{"backend_unavailable", e.what()};
+        co_return out;
+      }
     }
     if (out.throttled.count() > 0) observer_->throttled(seconds(out.throttled));
   }

@@ -12,6 +12,7 @@
 #include "libcore/fetch/fetch_result.hpp"
 #include "libcore/fetch/fetch_spec.hpp"
 #include "libcore/fetch/http_client.hpp"
+#include "libcore/rate_limit/rate_limiter.hpp"
 #include "libcore/rate_limit/throttle.hpp"
 
 namespace gatherd::core::fetch {
@@ -58,8 +59,9 @@ class fetcher {
  public:
   // `io`: the executors of the I/O threads (each one thread, or a strand). A fetch job's work
   // moves to one of them (off the engine strand); a batch spreads its workers over all.
-  fetcher(http_client& client, throttle& hosts, fetch_settings settings, std::vector<executor> io,
-          fetch_observer* observer = nullptr);
+  // `hosts` keeps the server-wide limits per host (settings); a batch's own limit is local.
+  fetcher(http_client& client, rate_limiter& hosts, fetch_settings settings,
+          std::vector<executor> io, fetch_observer* observer = nullptr);
 
   awaitable<attempt_outcome> attempt(http_request request, const batch_limit* batch = nullptr);
 
@@ -80,7 +82,7 @@ class fetcher {
   std::optional<rate> host_limit(const std::string& host, const std::string& host_port) const;
 
   http_client& client_;
-  throttle& hosts_;
+  rate_limiter& hosts_;
   fetch_settings settings_;
   std::vector<executor> io_;
   std::atomic<std::size_t> next_{0};

@@ -1,5 +1,5 @@
-// Rate limits keyed by a string (a host, a batch): requests over the rate wait for their turn
-// (throttle, never reject), in FIFO order per key. The state lives on one strand; each key has
+// Rate limits keyed by a string (a host, a batch) in this process's memory: requests over the
+// rate wait for their turn (throttle, never reject), in FIFO order per key. The state lives on one strand; each key has
 // one timer, armed for its first waiter only, so waiting costs no timer and no polling per
 // request. Keys that have gone idle are forgotten, so the number of keys stays bounded by
 // the traffic of the last few seconds.
@@ -14,22 +14,23 @@
 
 #include "libcore/asio.hpp"
 #include "libcore/rate_limit/gcra.hpp"
+#include "libcore/rate_limit/rate_limiter.hpp"
 
 namespace gatherd::core {
 
-class throttle {
+class throttle final : public rate_limiter {
  public:
   explicit throttle(executor ex);
-  ~throttle();
+  ~throttle() override;
   throttle(const throttle&) = delete;
   throttle& operator=(const throttle&) = delete;
 
   // Waits until a request under `key` may start at `limit` (the rate a key is first seen with
   // stays its rate); returns how long it waited. Cancellable: a cancelled waiter takes no slot.
-  awaitable<millis> acquire(std::string key, rate limit);
+  awaitable<millis> acquire(std::string key, rate limit) override;
 
   // Keys currently remembered (for tests and metrics).
-  std::size_t keys() const { return key_count_.load(std::memory_order_relaxed); }
+  std::size_t keys() const override { return key_count_.load(std::memory_order_relaxed); }
 
  private:
   struct waiter;
