@@ -29,6 +29,15 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
 status=0
 "$binary" "${flags[@]}" "$@" "$work/corpus" >"$work/log" 2>&1 || status=$?
+# libFuzzer keeps slow-unit-* inputs (over 10 s of wall time, with exit 0) too: on a loaded machine
+# those are the scheduler's doing, and a real hang is a timeout-* crash (-timeout) anyway. They
+# are kept and reported, not failed on.
+slow="$(find "$work/artifacts" -name 'slow-unit-*' | wc -l)"
+if [ "$slow" -gt 0 ]; then
+  mkdir -p "$artifacts"
+  cp "$work/artifacts"/slow-unit-* "$artifacts/"
+  rm -f "$work/artifacts"/slow-unit-*
+fi
 if [ "$status" -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
   cat "$work/log" >&2
   mkdir -p "$artifacts"
@@ -41,5 +50,6 @@ fi
 # set (scripts/fuzz.sh collects them there: ctest keeps no output of a test that passed).
 runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log")"
 line="$name: ${runs:-?} inputs run in ${seconds} s, no crash; $(find "$work/corpus" -type f | wc -l) in the corpus after"
+[ "$slow" -eq 0 ] || line="$line; $slow slow (over 10 s) kept in $artifacts"
 echo "$line"
 if [ -n "${GATHERD_FUZZ_SUMMARY:-}" ]; then echo "$line" >>"$GATHERD_FUZZ_SUMMARY"; fi
