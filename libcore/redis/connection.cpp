@@ -8,11 +8,11 @@
 #include <boost/system/system_error.hpp>
 #include <deque>
 
+#include "libcore/notifier.hpp"
 #include "libcore/redis/backoff.hpp"
 #include "libcore/redis/pending_reply.hpp"
 #include "libcore/redis/protocol.hpp"
 #include "libcore/redis/stream.hpp"
-#include "libcore/redis/wake_list.hpp"
 
 namespace gatherd::core::redis {
 
@@ -96,12 +96,12 @@ struct connection::state : std::enable_shared_from_this<state> {
   std::string last_error = "not connected yet";
   // The connect deadline or the pause before a reconnect; close() makes it expire at once.
   net::steady_timer wait_timer;
-  wake_list state_changed;  // connected, closed, or the last background coroutine ended
+  notifier state_changed;  // connected, closed, or the last background coroutine ended
 
   std::string millis_text() const { return std::to_string(options.timeout.count()) + " ms"; }
 
   void task_ended() {
-    if (--tasks == 0) state_changed.wake_all();
+    if (--tasks == 0) state_changed.notify_all();
   }
 
   void observe(std::string_view name, command_outcome outcome, steady_clock::time_point t0) {
@@ -241,7 +241,7 @@ struct connection::state : std::enable_shared_from_this<state> {
       up = true;
       if (options.observer) options.observer->connected(options.where, reconnect);
       reconnect = true;
-      state_changed.wake_all();
+      state_changed.notify_all();
       co_await read_loop(s);  // until the connection breaks
     }
     task_ended();
@@ -305,7 +305,7 @@ struct connection::state : std::enable_shared_from_this<state> {
     if (current) break_session(current, errc::closed, "connection closed");
     // Ends a pending connect or pause, and makes one about to begin end at once.
     wait_timer.expires_at(steady_clock::time_point::min());
-    state_changed.wake_all();
+    state_changed.notify_all();
   }
 };
 

@@ -8,11 +8,11 @@
 #include <deque>
 #include <set>
 
+#include "libcore/notifier.hpp"
 #include "libcore/redis/backoff.hpp"
 #include "libcore/redis/pending_reply.hpp"
 #include "libcore/redis/protocol.hpp"
 #include "libcore/redis/stream.hpp"
-#include "libcore/redis/wake_list.hpp"
 
 namespace gatherd::core::redis {
 
@@ -95,12 +95,12 @@ struct subscriber::state : std::enable_shared_from_this<state> {
   std::size_t tasks = 0;
   std::string last_error = "not connected yet";
   net::steady_timer wait_timer;
-  wake_list state_changed;  // ready, closed, or the last background coroutine ended
+  notifier state_changed;  // ready, closed, or the last background coroutine ended
 
   std::string millis_text() const { return std::to_string(options.timeout.count()) + " ms"; }
 
   void task_ended() {
-    if (--tasks == 0) state_changed.wake_all();
+    if (--tasks == 0) state_changed.notify_all();
   }
 
   // By value: `s` is often `current`, which this resets.
@@ -163,7 +163,7 @@ struct subscriber::state : std::enable_shared_from_this<state> {
     const bool reconnect = was_ready;
     was_ready = true;
     if (options.observer) options.observer->connected(options.where, reconnect);
-    state_changed.wake_all();
+    state_changed.notify_all();
     if (handlers.on_ready) handlers.on_ready(reconnect);
   }
 
@@ -375,7 +375,7 @@ struct subscriber::state : std::enable_shared_from_this<state> {
     closed = true;
     if (current) break_session(current, errc::closed, "subscriber closed");
     wait_timer.expires_at(steady_clock::time_point::min());
-    state_changed.wake_all();
+    state_changed.notify_all();
   }
 };
 

@@ -109,7 +109,7 @@ TEST(RedisRateLimiter, RedisStoppedFailsTheLineWithBackendUnavailable) {
     EXPECT_LT(ms_since(t0), 1000.0 * time_scale() + 200);
     server.resume();
     require(co_await eventually([&] { return conn.connected(); }, 5000ms), "reconnected");
-    EXPECT_EQ((co_await limiter.acquire("h:2", rate{10, 1})).count() >= 0, true);
+    co_await limiter.acquire("h:2", rate{10, 1});  // served again (throws if not)
   });
 }
 
